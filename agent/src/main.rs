@@ -1,0 +1,409 @@
+//! `gatewatch-agent`: the edge agent's command line.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use gatewatch_agent::capture::live::LiveOptions;
+use gatewatch_agent::flow::label::Labeler;
+use gatewatch_agent::flow::{FlowConfig, Mode};
+use gatewatch_agent::pipeline::{self, Pace, RunSummary};
+use gatewatch_proto::csv::{self, Layout};
+use gatewatch_proto::FlowRecord;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gatewatch-agent",
+    version,
+    about = "gatewatch edge agent: packets in, CIC-IDS2017 flow features out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Extract flow features from a pcap or pcapng file (gzip allowed) into CSV.
+    Features(FeaturesArgs),
+    /// Capture live from an interface and print flows as they complete.
+    Capture(CaptureArgs),
+    /// Simulate an IoT network under attack as packets: a pcap, and optionally its
+    /// labelled flow features (ground truth from the simulator, not from a model).
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct FlowArgs {
+    /// Feature semantics: `correct` (documented definitions) or `cic2017` (the published
+    /// dataset's quirks, for models trained on its CSVs).
+    #[arg(long, default_value = "correct")]
+    mode: Mode,
+    /// In `correct` mode, flows with fewer packets are not written (cic2017 always uses 2).
+    #[arg(long, default_value_t = 1)]
+    min_packets: u32,
+    /// Live flows kept at most; when full, the oldest flow is written early (counted).
+    #[arg(long, default_value_t = 262_144)]
+    max_flows: usize,
+    /// Flow timeout counted from a flow's first packet.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    flow_timeout: Duration,
+}
+
+impl FlowArgs {
+    fn config(&self) -> Result<FlowConfig> {
+        anyhow::ensure!(self.max_flows > 0, "--max-flows must be at least 1");
+        anyhow::ensure!(!self.flow_timeout.is_zero(), "--flow-timeout must be longer than 0s");
+        Ok(FlowConfig {
+            mode: self.mode,
+            min_packets: self.min_packets,
+            max_live_flows: self.max_flows,
+            flow_timeout_ns: i64::try_from(self.flow_timeout.as_nanos()).context("--flow-timeout is too long")?,
+            ..FlowConfig::default()
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LayoutArg {
+    /// The "MachineLearningCVE" layout: 78 features and Label.
+    Ml,
+    /// The "TrafficLabelling" layout: Flow ID, addresses, ports, protocol, timestamp first.
+    Labelled,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Ml => Layout::MachineLearning,
+            LayoutArg::Labelled => Layout::Labelled,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct FeaturesArgs {
+    /// Capture file (pcap, nanosecond pcap or pcapng, optionally gzip-compressed).
+    #[arg(long)]
+    pcap: PathBuf,
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Where to write the CSV (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// CSV column layout.
+    #[arg(long, value_enum, default_value = "ml")]
+    layout: LayoutArg,
+    /// Text of the Label column (for flows not attributed to an attacker).
+    #[arg(long, default_value = "BENIGN")]
+    label: String,
+    /// Address of an attacker (repeatable): flows with it at either end get --attack-label.
+    #[arg(long = "attacker")]
+    attackers: Vec<std::net::IpAddr>,
+    /// Label for the attacker's flows.
+    #[arg(long, default_value = "ATTACK")]
+    attack_label: String,
+    /// Only flows overlapping this window (Unix seconds, `START,END`) are the attacker's.
+    #[arg(long, value_parser = parse_window)]
+    attack_window: Option<(i64, i64)>,
+    /// Feed packets at the capture's own timing, scaled by this factor (1 = real time).
+    /// Without it, the file is read as fast as possible.
+    #[arg(long)]
+    replay_speed: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct CaptureArgs {
+    /// Interface to capture from (e.g. eth0).
+    #[arg(long)]
+    interface: String,
+    /// BPF filter in tcpdump syntax, e.g. "tcp or udp".
+    #[arg(long, default_value = "")]
+    filter: String,
+    /// Bytes kept per packet.
+    #[arg(long, default_value_t = 65_535)]
+    snaplen: i32,
+    /// Do not put the interface into promiscuous mode.
+    #[arg(long)]
+    no_promisc: bool,
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Stop after this long (default: until interrupted).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this many packets.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Output: CSV lines (with header) or JSON lines with flow identity.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: OutputFormat,
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// Scenario: benign, ddos_flood (= ddos_flood:syn), ddos_flood:udp, ddos_flood:http,
+    /// slow_rate, port_scan, brute_force_ssh, brute_force_ftp, botnet_beacon,
+    /// data_exfiltration, web_xss, web_sqli, hybrid.
+    #[arg(long, default_value = "benign")]
+    attack: String,
+    /// 0 (mildest) to 1 (strongest): scales the attack's rate or volume.
+    #[arg(long, default_value_t = 0.5)]
+    intensity: f64,
+    /// Length of the simulated capture; the attack starts after a tenth of it (at most 5 s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The attacked IoT device; the gateway is .1 of its /24 and the attacker .66.
+    #[arg(long, default_value = "192.168.1.20")]
+    target: std::net::Ipv4Addr,
+    /// Other IoT devices producing background traffic.
+    #[arg(long, default_value_t = 4)]
+    devices: u8,
+    /// Attack traffic only, no background IoT traffic.
+    #[arg(long)]
+    no_benign: bool,
+    /// Same seed and settings give byte-identical packets.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Capture start, Unix seconds (default 2026-01-01T00:00:00Z, so output does not depend on the clock).
+    #[arg(long)]
+    start: Option<i64>,
+    /// Where to write the packets (classic pcap, nanosecond timestamps).
+    #[arg(long)]
+    pcap: PathBuf,
+    /// Also write the flows' features here, labelled from the simulator's ground truth.
+    #[arg(long)]
+    features: Option<PathBuf>,
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// CSV column layout of --features.
+    #[arg(long, value_enum, default_value = "labelled")]
+    layout: LayoutArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Csv,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Features(args) => features(args),
+        Command::Capture(args) => capture(args),
+        Command::Simulate(args) => simulate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatewatch-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `START,END` in Unix seconds (fractions allowed) to nanoseconds.
+fn parse_window(text: &str) -> Result<(i64, i64), String> {
+    let (start, end) = text.split_once(',').ok_or("expected START,END in Unix seconds")?;
+    let secs = |s: &str| s.trim().parse::<f64>().map_err(|e| format!("{s:?}: {e}"));
+    let (start, end) = (secs(start)?, secs(end)?);
+    if !(start.is_finite() && end.is_finite() && start <= end) {
+        return Err("START must not be after END".into());
+    }
+    Ok(((start * 1e9) as i64, (end * 1e9) as i64))
+}
+
+fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    })
+}
+
+fn report(summary: &RunSummary, done: bool) {
+    let t = &summary.table;
+    let d = &summary.decode;
+    eprintln!(
+        "{} packets {} ({:.0} pkt/s), flows written {} live {} evicted {}, skipped frames {} (non-IP {}, malformed {}, unmatched fragments {})",
+        if done { "done:" } else { "progress:" },
+        summary.read.frames,
+        summary.packets_per_second(),
+        t.flows_emitted,
+        t.live,
+        t.evicted,
+        d.skipped(),
+        d.not_ip,
+        d.malformed,
+        d.unmatched_fragments,
+    );
+}
+
+fn features(args: FeaturesArgs) -> Result<()> {
+    let config = args.flow.config()?;
+    let pace = match args.replay_speed {
+        Some(speed) if speed > 0.0 && speed.is_finite() => Pace::Original { speed },
+        Some(speed) => anyhow::bail!("--replay-speed must be a positive number, got {speed}"),
+        None => Pace::Fastest,
+    };
+    let layout = Layout::from(args.layout);
+    let labeler = Labeler {
+        default_label: args.label.clone(),
+        attack_label: args.attack_label.clone(),
+        attackers: args.attackers.clone(),
+        window_ns: args.attack_window,
+    };
+    let mut out = output(args.out.as_ref())?;
+    csv::write_header(&mut out, layout)?;
+    let mut write_error: Option<io::Error> = None;
+    let mut emit = |rec: FlowRecord| {
+        if write_error.is_none() {
+            if let Err(e) = csv::write_record(&mut out, layout, &rec, labeler.label(&rec)) {
+                write_error = Some(e);
+            }
+        }
+    };
+    let (summary, result) = pipeline::run_file(&args.pcap, config, pace, &mut emit, |s| report(s, false));
+    if let Some(e) = write_error {
+        return Err(e).context("writing flows");
+    }
+    out.flush().context("writing flows")?;
+    if let Err(e) = result {
+        if summary.table.flows_emitted > 0 {
+            eprintln!(
+                "gatewatch-agent: wrote the {} flows read before that point",
+                summary.table.flows_emitted
+            );
+        }
+        return Err(e.into());
+    }
+    report(&summary, true);
+    Ok(())
+}
+
+fn capture(args: CaptureArgs) -> Result<()> {
+    let config = args.flow.config()?;
+    let options = LiveOptions {
+        interface: args.interface.clone(),
+        filter: args.filter.clone(),
+        snaplen: args.snaplen,
+        promiscuous: !args.no_promisc,
+        ..LiveOptions::default()
+    };
+    let mut out = io::stdout().lock();
+    if args.format == OutputFormat::Csv {
+        csv::write_header(&mut out, Layout::Labelled)?;
+    }
+    let mut write_error: Option<io::Error> = None;
+    let format = args.format;
+    let mut emit = |rec: FlowRecord| {
+        let written = match format {
+            OutputFormat::Csv => csv::write_record(&mut out, Layout::Labelled, &rec, ""),
+            OutputFormat::Json => serde_json::to_writer(&mut out, &rec)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(out)),
+        }
+        .and_then(|()| out.flush());
+        if let Err(e) = written {
+            write_error.get_or_insert(e);
+        }
+    };
+    let duration = args.duration;
+    let count = args.count;
+    let (summary, stats) = pipeline::run_live(&options, config, &mut emit, |s| {
+        duration.is_some_and(|d| s.elapsed >= d) || count.is_some_and(|c| s.read.frames >= c)
+    })?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing flows");
+    }
+    report(&summary, true);
+    eprintln!(
+        "libpcap: received {} dropped {} interface-dropped {}",
+        stats.received, stats.dropped, stats.if_dropped
+    );
+    Ok(())
+}
+
+fn simulate(args: SimulateArgs) -> Result<()> {
+    use gatewatch_agent::capture::sim::{self, AttackType, SimConfig};
+    use gatewatch_agent::pipeline::Extractor;
+
+    let attack = AttackType::parse_scenario(&args.attack)?;
+    let mut cfg = SimConfig::new(args.target);
+    cfg.attack = attack;
+    cfg.intensity = args.intensity;
+    cfg.duration = args.duration;
+    cfg.devices = args.devices;
+    cfg.benign = !args.no_benign;
+    cfg.seed = args.seed;
+    if let Some(start) = args.start {
+        cfg.start_ns = start.checked_mul(1_000_000_000).context("--start is out of range")?;
+    }
+    let flow_config = args.flow.config()?;
+    let simulation = sim::simulate(&cfg)?;
+    let file = File::create(&args.pcap).with_context(|| format!("{}: cannot create", args.pcap.display()))?;
+    sim::write_pcap(BufWriter::new(file), &simulation.frames)
+        .with_context(|| format!("{}: writing packets", args.pcap.display()))?;
+    let truth = &simulation.truth;
+    eprintln!(
+        "simulated {} packets of {} to {}; attackers {:?}",
+        simulation.frames.len(),
+        attack.map_or_else(|| "benign traffic".to_string(), |a| a.to_string()),
+        args.pcap.display(),
+        truth.attackers,
+    );
+    if let Some((from, until)) = truth.window_ns {
+        eprintln!(
+            "attack window {:.3}..{:.3} (Unix seconds)",
+            from as f64 / 1e9,
+            until as f64 / 1e9
+        );
+    }
+    let Some(path) = args.features.as_ref() else {
+        return Ok(());
+    };
+    let labeler = Labeler {
+        default_label: "BENIGN".into(),
+        attack_label: attack.map_or_else(|| "BENIGN".to_string(), |a| a.to_string()),
+        attackers: truth.attackers.clone(),
+        window_ns: truth.window_ns,
+    };
+    let layout = Layout::from(args.layout);
+    let mut out = output(Some(path))?;
+    csv::write_header(&mut out, layout)?;
+    let (mut flows, mut attack_flows) = (0u64, 0u64);
+    let mut write_error: Option<io::Error> = None;
+    let mut emit = |rec: FlowRecord| {
+        flows += 1;
+        attack_flows += u64::from(labeler.is_attack(&rec));
+        if let Err(e) = csv::write_record(&mut out, layout, &rec, labeler.label(&rec)) {
+            write_error.get_or_insert(e);
+        }
+    };
+    let mut extractor = Extractor::new(flow_config);
+    extractor.run_frames(&simulation.frames, &mut emit);
+    if let Some(e) = write_error {
+        return Err(e).context("writing flows");
+    }
+    out.flush().context("writing flows")?;
+    let evicted = extractor.table_stats().evicted;
+    eprintln!(
+        "wrote {flows} flows ({attack_flows} attack) to {}{}",
+        path.display(),
+        if evicted > 0 {
+            format!("; {evicted} flows ended early because --max-flows was reached")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

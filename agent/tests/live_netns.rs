@@ -1,0 +1,220 @@
+//! Live capture on a veth pair between two network namespaces made by the test: real
+//! ping, HTTP (curl against a local server) and UDP traffic must come out as flows.
+//! Namespaces and processes are removed even when the test fails.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gatewatch_proto::FlowRecord;
+
+struct Lab {
+    server_ns: String,
+    client_ns: String,
+    children: Vec<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.server_ns, &self.client_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn sh(args: &[&str]) {
+    let status = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(status.success(), "{args:?} failed");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn live_capture_sees_ping_http_and_udp_between_namespaces() {
+    if !is_root() {
+        eprintln!("SKIPPED live_capture_sees_ping_http_and_udp_between_namespaces: needs root for ip netns");
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let net = 100 + tag % 150;
+    let (server_ip, client_ip) = (format!("10.213.{net}.1"), format!("10.213.{net}.2"));
+    let mut lab = Lab {
+        server_ns: format!("gwt{tag}s"),
+        client_ns: format!("gwt{tag}c"),
+        children: Vec::new(),
+    };
+    let (veth_s, veth_c) = (format!("gw{tag}s"), format!("gw{tag}c"));
+    sh(&["ip", "netns", "add", &lab.server_ns]);
+    sh(&["ip", "netns", "add", &lab.client_ns]);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &veth_s,
+        "netns",
+        &lab.server_ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &veth_c,
+        "netns",
+        &lab.client_ns,
+    ]);
+    for (ns, dev, ip) in [
+        (&lab.server_ns, &veth_s, &server_ip),
+        (&lab.client_ns, &veth_c, &client_ip),
+    ] {
+        sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+
+    let agent = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.server_ns,
+            env!("CARGO_BIN_EXE_gatewatch-agent"),
+            "capture",
+            "--interface",
+            &veth_s,
+        ])
+        .args(["--format", "json", "--duration", "8s", "--flow-timeout", "120s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agent");
+    lab.children.push(agent);
+    let http = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.server_ns,
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            &server_ip,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start http server");
+    lab.children.push(http);
+    let udp_echo = Command::new("ip")
+        .args(["netns", "exec", &lab.server_ns, "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{server_ip}',9999))\nfor _ in range(3):\n    d,a=s.recvfrom(2048)\n    s.sendto(d.upper(),a)\n"
+        ))
+        .spawn()
+        .expect("start udp echo");
+    lab.children.push(udp_echo);
+    // Let the capture and the servers come up.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        &server_ip,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.client_ns,
+                "curl",
+                "-sf",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "2",
+            ])
+            .arg(format!("http://{server_ip}:8080/"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok || Instant::now() > deadline {
+            assert!(ok, "curl against the namespace's HTTP server failed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.client_ns,
+        "python3",
+        "-c",
+        &format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\nfor m in (b'a',b'bb',b'ccc'):\n    s.sendto(m,('{server_ip}',9999)); s.recvfrom(64)\n"
+        ),
+    ]);
+
+    let agent = lab.children.remove(0);
+    let out = agent.wait_with_output().expect("agent output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "agent failed: {stderr}");
+    let flows: Vec<FlowRecord> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect();
+    let between = |f: &&FlowRecord| {
+        let ends = [f.key.src.to_string(), f.key.dst.to_string()];
+        ends.contains(&server_ip) && ends.contains(&client_ip)
+    };
+    let ping: Vec<&FlowRecord> = flows.iter().filter(between).filter(|f| f.key.protocol == 1).collect();
+    assert_eq!(ping.len(), 1, "one ICMP flow: {flows:#?}");
+    assert_eq!((ping[0].fwd_packets, ping[0].bwd_packets), (3, 3));
+    assert_eq!(ping[0].key.src.to_string(), client_ip);
+
+    let http: Vec<&FlowRecord> = flows
+        .iter()
+        .filter(between)
+        .filter(|f| f.key.protocol == 6 && f.key.dst_port == 8080)
+        .collect();
+    assert_eq!(http.len(), 1, "one HTTP connection: {flows:#?}");
+    let h = http[0];
+    assert!(
+        h.fwd_packets >= 4 && h.bwd_packets >= 3,
+        "handshake, request, response, close: {h:?}"
+    );
+    assert_eq!(h.end, gatewatch_proto::EndReason::Fin);
+    // The response body went server → client.
+    assert!(h.features[gatewatch_proto::features::idx::TOTAL_LENGTH_OF_BWD_PACKETS] > 100.0);
+
+    let udp: Vec<&FlowRecord> = flows
+        .iter()
+        .filter(between)
+        .filter(|f| f.key.protocol == 17 && f.key.dst_port == 9999)
+        .collect();
+    assert_eq!(udp.len(), 1, "one UDP flow: {flows:#?}");
+    assert_eq!((udp[0].fwd_packets, udp[0].bwd_packets), (3, 3));
+    assert_eq!(
+        udp[0].features[gatewatch_proto::features::idx::TOTAL_LENGTH_OF_FWD_PACKETS],
+        6.0
+    );
+}
