@@ -1,0 +1,202 @@
+//! `gatewatch-models`: train, evaluate and export the gatewatch CNN-LSTM.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use gatewatch_models::data::{self, FlowSequence, Grouping, Network};
+use gatewatch_models::net::{windows_tensor, Net};
+use gatewatch_models::store::{self, Metadata};
+use gatewatch_models::train::{self, TrainConfig};
+use gatewatch_models::{metrics, Model, Scaler, Window, FEATURE_COUNT, WINDOW};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+// The glibc allocator page-faults on every batched tract run; mimalloc keeps the pages.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Train, evaluate and export the gatewatch CNN-LSTM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct DataArgs {
+    /// CSV files in a CIC-IDS2017 layout (78 feature columns + Label, as written by
+    /// `gatewatch-agent features`, or the published files).
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Group flows per device address within these networks (comma separated CIDRs; needs
+    /// the labelled layout). Without it each file is one sequence in file order.
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model and write its directory (model.onnx, scaler.json, metadata.json, params.bin).
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = 4)]
+        patience: usize,
+        #[arg(long, default_value_t = 0.2)]
+        validation_fraction: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Recorded in metadata.json and the ONNX file.
+        #[arg(long, default_value = "trained")]
+        model_version: String,
+    },
+    /// Score labelled data with a model directory through tract and print metrics as JSON.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Write a model directory from another one's params.bin (after FL aggregation), or an
+    /// untrained one from a seed; optionally reference outputs for the onnxruntime check.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        /// Model directory whose params.bin, scaler and metadata to export.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Seed of the untrained network written when --from is absent.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Write random scaled windows and candle's outputs for them to this JSON file.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train {
+            data,
+            out,
+            epochs,
+            batch_size,
+            learning_rate,
+            patience,
+            validation_fraction,
+            seed,
+            model_version,
+        } => {
+            let sequences = load(&data)?;
+            let config = TrainConfig {
+                epochs,
+                batch_size,
+                learning_rate,
+                patience,
+                validation_fraction,
+                seed,
+                ..TrainConfig::default()
+            };
+            let (net, scaler, report) = train::fit(&sequences, &config)?;
+            store::save_model_dir(&out, &net.to_flat()?, &scaler, &Metadata::new(&model_version))?;
+            let json = serde_json::to_string_pretty(&serde_json::json!({ "config": config, "report": report }))?;
+            std::fs::write(out.join("train_report.json"), &json)?;
+            println!("{json}");
+        }
+        Command::Eval { model, data } => {
+            let model = Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
+            let sequences = load(&data)?;
+            let samples = data::samples(&sequences, model.scaler());
+            if samples.is_empty() {
+                bail!("the data holds no window of {WINDOW} flows");
+            }
+            let windows: Vec<Window> = samples.iter().map(|s| s.window).collect();
+            let out = model.score_scaled(&windows)?;
+            let predicted: Vec<_> = out
+                .families
+                .iter()
+                .map(|p| {
+                    let best = p
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(i, _)| i);
+                    gatewatch_models::FAMILIES[best]
+                })
+                .collect();
+            let truth: Vec<_> = samples.iter().map(|s| s.family).collect();
+            let m = metrics::compute(&out.scores, &predicted, &truth, model.metadata().threshold);
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        }
+        Command::Export {
+            out,
+            from,
+            seed,
+            reference,
+        } => {
+            let (flat, scaler, metadata) = match &from {
+                Some(dir) => store::load_training_state(dir)?,
+                None => (
+                    Net::new(seed)?.to_flat()?,
+                    Scaler::identity(),
+                    Metadata::new(&format!("untrained-seed-{seed}")),
+                ),
+            };
+            store::save_model_dir(&out, &flat, &scaler, &metadata)?;
+            if let Some(path) = reference {
+                write_reference(&path, &flat, seed)?;
+            }
+            eprintln!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn load(args: &DataArgs) -> Result<Vec<FlowSequence>> {
+    let grouping = if args.devices.is_empty() {
+        Grouping::File
+    } else {
+        let nets = args
+            .devices
+            .iter()
+            .map(|s| s.parse::<Network>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Grouping::Devices(nets)
+    };
+    let mut all = Vec::new();
+    for path in &args.data {
+        all.extend(data::read_csv(path, &grouping)?);
+    }
+    Ok(all)
+}
+
+/// Random scaled windows (including clipped extremes) and candle's outputs, for comparing
+/// another runtime with the training engine.
+fn write_reference(path: &Path, flat: &[f32], seed: u64) -> Result<()> {
+    let net = Net::from_flat(flat)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfeed);
+    let windows: Vec<Window> = (0..16)
+        .map(|i| {
+            let spread = if i % 4 == 3 { 20.0 } else { 2.0 };
+            std::array::from_fn(|_| std::array::from_fn(|_| rng.gen_range(-spread..spread)))
+        })
+        .collect();
+    let (scores, families) = net.predict(&windows_tensor(&windows, candle_core::DType::F32)?)?;
+    let json = serde_json::json!({
+        "shape": [windows.len(), WINDOW, FEATURE_COUNT],
+        "input": windows.iter().flatten().flatten().collect::<Vec<_>>(),
+        "score": scores,
+        "family_probs": families,
+    });
+    std::fs::write(path, serde_json::to_vec(&json)?).with_context(|| format!("writing {}", path.display()))
+}
