@@ -1,0 +1,324 @@
+//! Hub configuration: one TOML file, then `GATEWATCH_<KEY>` environment overrides, then validation.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Every key, its meaning and its default; printed by `--help` and mirrored in `hub/gatewatch-hub.example.toml`.
+pub const KEYS_HELP: &str = "\
+Configuration keys (TOML file given by --config or GATEWATCH_CONFIG; each key can be overridden
+by the environment variable GATEWATCH_<KEY in upper case>):
+  database_url             PostgreSQL URL [postgres://localhost/gatewatch]; DATABASE_URL also works
+  data_dir                 directory for generated secrets (JWT key) [./data]
+  http_address             address to listen on [0.0.0.0]
+  http_port                HTTP port for API, WebSockets and UI [8000]
+  db_pool_size             database connections [16]
+  cors_origins             comma-separated origins allowed by CORS (TOML: list) [none]
+  rate_limit_per_minute    API requests per user and minute [100]
+  login_attempts_per_minute  login attempts per client address and minute [10]
+  max_body_bytes           largest JSON body [16777216]
+  max_upload_bytes         largest file upload [104857600]
+  ws_queue_len             events buffered per WebSocket client before the oldest is dropped [256]
+  log                      tracing filter [info,rocket=warn]";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub http_address: IpAddr,
+    pub http_port: u16,
+    pub db_pool_size: u32,
+    pub cors_origins: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    pub login_attempts_per_minute: u32,
+    pub max_body_bytes: u64,
+    pub max_upload_bytes: u64,
+    pub ws_queue_len: usize,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "postgres://localhost/gatewatch".into(),
+            data_dir: PathBuf::from("./data"),
+            http_address: IpAddr::from([0, 0, 0, 0]),
+            http_port: 8000,
+            db_pool_size: 16,
+            cors_origins: Vec::new(),
+            rate_limit_per_minute: 100,
+            login_attempts_per_minute: 10,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
+            ws_queue_len: 256,
+            log: "info,rocket=warn".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?} is not valid for key `{key}`: {fix}")]
+    Env {
+        var: String,
+        key: &'static str,
+        value: String,
+        fix: &'static str,
+    },
+    #[error("config key `{key}` {problem}; {fix}")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads the file (if any), applies the environment, validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies `GATEWATCH_<KEY>` overrides; `get` is the environment (a parameter so tests need no global state).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            var: &str,
+            key: &'static str,
+            value: String,
+            fix: &'static str,
+        ) -> Result<T, ConfigError> {
+            value.trim().parse().map_err(|_| ConfigError::Env {
+                var: var.into(),
+                key,
+                value,
+                fix,
+            })
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("GATEWATCH_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("GATEWATCH_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        let num = "give a whole number";
+        if let Some(v) = get("GATEWATCH_HTTP_ADDRESS") {
+            self.http_address = parse(
+                "GATEWATCH_HTTP_ADDRESS",
+                "http_address",
+                v,
+                "give an IP address like 0.0.0.0",
+            )?;
+        }
+        if let Some(v) = get("GATEWATCH_HTTP_PORT") {
+            self.http_port = parse("GATEWATCH_HTTP_PORT", "http_port", v, "give a port number 1-65535")?;
+        }
+        if let Some(v) = get("GATEWATCH_DB_POOL_SIZE") {
+            self.db_pool_size = parse("GATEWATCH_DB_POOL_SIZE", "db_pool_size", v, num)?;
+        }
+        if let Some(v) = get("GATEWATCH_CORS_ORIGINS") {
+            self.cors_origins = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("GATEWATCH_RATE_LIMIT_PER_MINUTE") {
+            self.rate_limit_per_minute = parse("GATEWATCH_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute", v, num)?;
+        }
+        if let Some(v) = get("GATEWATCH_LOGIN_ATTEMPTS_PER_MINUTE") {
+            self.login_attempts_per_minute = parse(
+                "GATEWATCH_LOGIN_ATTEMPTS_PER_MINUTE",
+                "login_attempts_per_minute",
+                v,
+                num,
+            )?;
+        }
+        if let Some(v) = get("GATEWATCH_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("GATEWATCH_MAX_BODY_BYTES", "max_body_bytes", v, num)?;
+        }
+        if let Some(v) = get("GATEWATCH_MAX_UPLOAD_BYTES") {
+            self.max_upload_bytes = parse("GATEWATCH_MAX_UPLOAD_BYTES", "max_upload_bytes", v, num)?;
+        }
+        if let Some(v) = get("GATEWATCH_WS_QUEUE_LEN") {
+            self.ws_queue_len = parse("GATEWATCH_WS_QUEUE_LEN", "ws_queue_len", v, num)?;
+        }
+        if let Some(v) = get("GATEWATCH_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                key: "database_url",
+                problem: format!("is {:?}", redact_url(&self.database_url)),
+                fix: "use a URL like postgres://user@host:5432/gatewatch",
+            });
+        }
+        if self.http_port == 0 {
+            return Err(ConfigError::Invalid {
+                key: "http_port",
+                problem: "is 0".into(),
+                fix: "give a port number 1-65535",
+            });
+        }
+        if self.db_pool_size == 0 || self.db_pool_size > 512 {
+            return Err(ConfigError::Invalid {
+                key: "db_pool_size",
+                problem: format!("is {}", self.db_pool_size),
+                fix: "give a number between 1 and 512",
+            });
+        }
+        if self.rate_limit_per_minute == 0 || self.login_attempts_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: if self.rate_limit_per_minute == 0 {
+                    "rate_limit_per_minute"
+                } else {
+                    "login_attempts_per_minute"
+                },
+                problem: "is 0, which would refuse every request".into(),
+                fix: "give a positive number",
+            });
+        }
+        if self.max_body_bytes < 1024 || self.max_upload_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: if self.max_body_bytes < 1024 {
+                    "max_body_bytes"
+                } else {
+                    "max_upload_bytes"
+                },
+                problem: "is below 1024".into(),
+                fix: "give a size in bytes of at least 1024",
+            });
+        }
+        if self.ws_queue_len == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ws_queue_len",
+                problem: "is 0".into(),
+                fix: "give a positive number (256 is a good default)",
+            });
+        }
+        for origin in &self.cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "cors_origins",
+                    problem: format!("contains {origin:?}"),
+                    fix: "list full origins like https://ids.example.com",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (Some(auth), host),
+        None => (None, rest),
+    };
+    match auth {
+        Some(auth) => {
+            let user = auth.split(':').next().unwrap_or("");
+            if auth.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => format!("{scheme}://{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_validation_name_the_key() {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| match k {
+            "DATABASE_URL" => Some("postgres://a/b".into()),
+            "GATEWATCH_DATABASE_URL" => Some("postgres://c/d".into()),
+            "GATEWATCH_HTTP_PORT" => Some("9000".into()),
+            _ => None,
+        })
+        .expect("valid env");
+        assert_eq!(cfg.database_url, "postgres://c/d");
+        assert_eq!(cfg.http_port, 9000);
+        let err = Config::default()
+            .apply_env(|k| (k == "GATEWATCH_HTTP_PORT").then(|| "x".into()))
+            .expect_err("must fail");
+        assert!(err.to_string().contains("http_port"), "{err}");
+        let cfg = Config {
+            db_pool_size: 0,
+            ..Config::default()
+        };
+        assert!(cfg
+            .validate()
+            .expect_err("must fail")
+            .to_string()
+            .contains("db_pool_size"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let err = toml::from_str::<Config>("http_prot = 1")
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("http_prot"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://localhost/gatewatch"),
+            "postgres://localhost/gatewatch"
+        );
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    #[test]
+    fn example_file_is_valid_and_lists_every_key() {
+        let text = include_str!("../gatewatch-hub.example.toml");
+        let cfg: super::Config = toml::from_str(text).expect("example parses");
+        cfg.validate().expect("example is valid");
+        assert_eq!(cfg, super::Config::default(), "the example shows the defaults");
+        let table: toml::Table = toml::from_str(text).expect("table");
+        for line in super::KEYS_HELP.lines().skip(2) {
+            let key = line.split_whitespace().next().unwrap_or("");
+            assert!(table.contains_key(key), "example lacks {key}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Row types. Rows that the API returns as-is also derive `Serialize` and the OpenAPI schema.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use ipnetwork::IpNetwork;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub hashed_password: String,
+    pub role: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = devices)]
+pub struct DeviceRow {
+    pub id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub name: String,
+    pub device_type: String,
+    pub ip_address: IpNetwork,
+    pub protocol: String,
+    pub port: i32,
+    pub status: String,
+    pub traffic_source: String,
+    pub description: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub threat_count_today: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = traffic_logs)]
+pub struct TrafficRow {
+    pub id: Uuid,
+    pub ts: DateTime<Utc>,
+    pub device_id: Uuid,
+    pub features: Vec<f32>,
+    pub source_type: String,
+    pub flow_index: Option<i32>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = predictions)]
+pub struct Prediction {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    pub score: f64,
+    pub label: String,
+    pub confidence: f64,
+    pub attack_type: Option<String>,
+    pub model_version: String,
+    pub window_start: Option<Uuid>,
+    pub window_end: Option<Uuid>,
+    pub feature_importance: Option<serde_json::Value>,
+    pub inference_latency_ms: f64,
+    #[serde(rename = "timestamp")]
+    pub ts: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = alerts)]
+pub struct Alert {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    pub prediction_id: Option<Uuid>,
+    pub alert_type: String,
+    pub severity: String,
+    pub message: String,
+    pub is_acknowledged: bool,
+    pub acknowledged_by: Option<Uuid>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub action_taken: Option<String>,
+    #[serde(rename = "timestamp")]
+    pub ts: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = attack_sessions)]
+pub struct AttackSession {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    pub pipeline_config: serde_json::Value,
+    pub status: String,
+    pub progress_pct: f64,
+    pub current_step: Option<i32>,
+    pub results: Option<serde_json::Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = attack_steps)]
+pub struct AttackStep {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub step_order: i32,
+    pub attack_type: String,
+    pub duration_seconds: i32,
+    pub intensity: f64,
+    pub variant: Option<String>,
+    pub adversarial_enabled: bool,
+    pub adversarial_epsilon: Option<f64>,
+    pub status: String,
+    pub detected: Option<bool>,
+    pub avg_confidence: Option<f64>,
+    pub detection_latency_ms: Option<f64>,
+    pub auto_action_taken: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = prevention_rules, treat_none_as_null = true)]
+pub struct PreventionRule {
+    pub id: Uuid,
+    pub device_id: Option<Uuid>,
+    pub rule_name: String,
+    pub threshold: f64,
+    pub action_type: String,
+    pub is_enabled: bool,
+    pub cooldown_seconds: i32,
+    pub webhook_url: Option<String>,
+    pub extra_config: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = prevention_logs)]
+pub struct PreventionLog {
+    pub id: Uuid,
+    pub rule_id: Option<Uuid>,
+    pub device_id: Uuid,
+    pub prediction_id: Option<Uuid>,
+    pub action_executed: String,
+    pub success: bool,
+    pub details: Option<serde_json::Value>,
+    #[serde(rename = "timestamp")]
+    pub ts: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = fl_rounds)]
+pub struct FlRound {
+    pub id: i32,
+    pub round_number: i32,
+    pub num_clients: i32,
+    pub global_loss: Option<f64>,
+    pub global_accuracy: Option<f64>,
+    pub global_f1: Option<f64>,
+    pub global_precision: Option<f64>,
+    pub global_recall: Option<f64>,
+    pub aggregation_method: String,
+    pub he_scheme: Option<String>,
+    pub he_poly_modulus: Option<i32>,
+    pub duration_seconds: Option<f64>,
+    pub model_checkpoint_path: Option<String>,
+    #[serde(rename = "timestamp")]
+    pub ts: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = fl_client_metrics)]
+pub struct FlClientMetric {
+    pub id: i32,
+    pub round_id: i32,
+    pub client_id: String,
+    pub local_loss: f64,
+    pub local_accuracy: f64,
+    pub num_samples: i32,
+    pub training_time_sec: f64,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = system_settings)]
+pub struct Setting {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = agent_commands)]
+pub struct NewCommand {
+    pub id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
+    pub command: String,
+    pub payload: serde_json::Value,
+    pub requested_by: Option<Uuid>,
+}

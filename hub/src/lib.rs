@@ -1,0 +1,80 @@
+//! gatewatch-hub: the central service of a gatewatch fleet.
+//!
+//! It keeps everything in PostgreSQL (Diesel, embedded migrations), serves the JSON API under
+//! `/api/v1` with an OpenAPI document, streams live events over WebSockets, and authenticates
+//! users with JWT and three roles. Agents' transports (MQTT, QUIC) plug in through the same
+//! storage and event fan-out.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod openapi;
+pub mod setup;
+pub mod ws;
+
+use std::sync::Arc;
+
+use rocket::{Build, Rocket};
+
+use auth::limit::RateLimiter;
+use auth::Keys;
+use config::Config;
+use db::Db;
+use ws::Broadcaster;
+
+/// Everything a request handler needs; managed by Rocket.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub keys: Keys,
+    pub user_limit: RateLimiter,
+    pub login_limit: RateLimiter,
+    pub events: Arc<Broadcaster>,
+}
+
+impl App {
+    pub fn new(config: Config, db: Db, jwt_secret: &[u8]) -> App {
+        App {
+            user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),
+            login_limit: RateLimiter::per_minute(config.login_attempts_per_minute),
+            events: Broadcaster::new(config.ws_queue_len),
+            keys: Keys::new(jwt_secret),
+            db,
+            config,
+        }
+    }
+}
+
+/// Builds the Rocket instance serving the whole hub.
+pub fn rocket(app: App) -> Rocket<Build> {
+    let figment = rocket::Config::figment()
+        .merge(("address", app.config.http_address))
+        .merge(("port", app.config.http_port))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        .merge(("cli_colors", false))
+        .merge(("ident", "gatewatch-hub"))
+        // Body size limits are enforced by our own guards (413 with the JSON error shape).
+        .merge(("limits.json", app.config.max_body_bytes))
+        .merge(("workers", 16));
+    let cors = api::cors::Cors::new(&app.config.cors_origins);
+    let built = rocket::custom(figment)
+        .manage(app)
+        .attach(cors)
+        .mount("/api/v1", api::routes())
+        .mount("/", openapi::routes())
+        .mount(
+            "/",
+            rocket::routes![
+                ws::routes::live,
+                ws::routes::device,
+                ws::routes::attacks,
+                ws::routes::alerts
+            ],
+        )
+        .register("/", api::catchers());
+    let doc = openapi::build(built.routes());
+    built.manage(doc)
+}
