@@ -371,11 +371,22 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let Some(path) = args.features.as_ref() else {
         return Ok(());
     };
-    let labeler = Labeler {
-        default_label: "BENIGN".into(),
-        attack_label: attack.map_or_else(|| "BENIGN".to_string(), |a| a.to_string()),
-        attackers: truth.attackers.clone(),
-        window_ns: truth.window_ns,
+    // One labeler per phase, so the stages of `hybrid` keep their own names.
+    let phases: Vec<Labeler> = truth
+        .phases
+        .iter()
+        .map(|phase| Labeler {
+            default_label: "BENIGN".into(),
+            attack_label: phase.attack.to_string(),
+            attackers: phase.attackers.clone(),
+            window_ns: Some(phase.window_ns),
+        })
+        .collect();
+    let label = |rec: &FlowRecord| {
+        phases
+            .iter()
+            .find(|l| l.is_attack(rec))
+            .map_or("BENIGN", |l| l.label(rec))
     };
     let layout = Layout::from(args.layout);
     let mut out = output(Some(path))?;
@@ -384,8 +395,9 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let mut write_error: Option<io::Error> = None;
     let mut emit = |rec: FlowRecord| {
         flows += 1;
-        attack_flows += u64::from(labeler.is_attack(&rec));
-        if let Err(e) = csv::write_record(&mut out, layout, &rec, labeler.label(&rec)) {
+        let label = label(&rec);
+        attack_flows += u64::from(label != "BENIGN");
+        if let Err(e) = csv::write_record(&mut out, layout, &rec, label) {
             write_error.get_or_insert(e);
         }
     };

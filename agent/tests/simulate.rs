@@ -321,3 +321,24 @@ fn simulate_command_refuses_bad_settings_in_one_line() {
         assert!(stderr.contains(wanted), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn simulate_command_labels_each_hybrid_stage_by_its_own_attack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("hybrid.csv");
+    let out = agent()
+        .args(["simulate", "--attack", "hybrid", "--duration", "60s", "--pcap"])
+        .arg(dir.path().join("hybrid.pcap"))
+        .arg("--features")
+        .arg(&csv)
+        .output()
+        .expect("agent runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let labels: HashSet<String> = data_rows(&csv)
+        .iter()
+        .filter_map(|r| r.rsplit(',').next().map(str::to_string))
+        .collect();
+    for stage in ["port_scan", "brute_force_ssh", "data_exfiltration", "BENIGN"] {
+        assert!(labels.contains(stage), "no {stage} flow: {labels:?}");
+    }
+}
