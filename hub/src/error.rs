@@ -137,6 +137,10 @@ impl From<diesel::result::Error> for ApiError {
                 info.constraint_name().map(constraint_field).unwrap_or_default(),
                 "value out of range",
             ),
+            // PostgreSQL text cannot hold NUL; whatever field carried it, it is the client's input.
+            E::DatabaseError(_, info) if info.message().contains("0x00") => {
+                ApiError::field("", "text must not contain NUL (\\0) characters")
+            }
             other => {
                 tracing::error!(error = %other, "database error");
                 ApiError::internal("database error")

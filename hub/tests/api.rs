@@ -186,6 +186,11 @@ async fn devices_crud_pagination_filter_search() {
         .call("GET", "/api/v1/devices?search=100%25", Some(&hub.viewer), None)
         .await;
     assert_eq!(found["total"], 1, "LIKE wildcards are literal: {found}");
+    // PostgreSQL text cannot hold NUL: the client's input, so 422, not a 500 (found by schemathesis).
+    let (s, v) = hub
+        .call("GET", "/api/v1/devices?search=a%00b", Some(&hub.viewer), None)
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity, "{v}");
     let (_, found) = hub
         .call("GET", "/api/v1/devices?device_type=sensor", Some(&hub.viewer), None)
         .await;
