@@ -60,10 +60,19 @@ pub fn window_family(flows: &[LabelledFlow]) -> Family {
 
 /// Every window of `WINDOW` consecutive flows (stride 1) of every sequence, scaled.
 pub fn samples(sequences: &[FlowSequence], scaler: &Scaler) -> Vec<Sample> {
+    samples_capped(sequences, scaler, usize::MAX)
+}
+
+/// Like [`samples`], but at most `cap` windows per sequence, evenly spaced over it: a
+/// minute of flood is a million near-identical windows that would swamp everything else
+/// (and memory: each window is 3 KB).
+pub fn samples_capped(sequences: &[FlowSequence], scaler: &Scaler, cap: usize) -> Vec<Sample> {
     let mut out = Vec::new();
     for (si, seq) in sequences.iter().enumerate() {
+        let count = seq.flows.len().saturating_sub(WINDOW - 1);
+        let stride = count.div_ceil(cap.max(1)).max(1);
         let scaled: Vec<[f32; FEATURE_COUNT]> = seq.flows.iter().map(|f| scaler.scale_row(&f.features)).collect();
-        for start in 0..seq.flows.len().saturating_sub(WINDOW - 1) {
+        for start in (0..count).step_by(stride) {
             let mut window = [[0.0; FEATURE_COUNT]; WINDOW];
             window.copy_from_slice(&scaled[start..start + WINDOW]);
             out.push(Sample {
@@ -254,6 +263,26 @@ fn parse_value(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capped_samples_are_evenly_spaced_and_bounded() {
+        let flows: Vec<LabelledFlow> = (0..1009)
+            .map(|i| LabelledFlow {
+                features: [f64::from(i); FEATURE_COUNT],
+                family: if i >= 500 { Family::Scan } else { Family::Benign },
+            })
+            .collect();
+        let seqs = [FlowSequence {
+            name: "s".into(),
+            flows,
+        }];
+        let scaler = Scaler::fit(seqs[0].flows.iter().map(|f| &f.features)).expect("fits");
+        assert_eq!(samples(&seqs, &scaler).len(), 1000);
+        let capped = samples_capped(&seqs, &scaler, 100);
+        assert_eq!(capped.len(), 100);
+        assert!(capped.iter().any(|s| s.family == Family::Benign) && capped.iter().any(|s| s.family == Family::Scan));
+        assert_eq!(samples_capped(&seqs, &scaler, 5000).len(), 1000);
+    }
     use std::io::Write;
 
     fn flow(family: Family) -> LabelledFlow {

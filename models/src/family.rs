@@ -79,14 +79,14 @@ impl Family {
         let family = match key.as_str() {
             "benign" | "normal" | "background" => Family::Benign,
             "scan" | "portscan" | "nmap" | "synscan" | "udpscan" | "connectscan" => Family::Scan,
-            "dosddos" | "dos" | "ddos" | "doshulk" | "dosgoldeneye" | "synflood" | "udpflood" | "icmpflood" => {
-                Family::DosDdos
-            }
-            "bruteforce" | "ftppatator" | "sshpatator" | "sshbruteforce" | "ftpbruteforce" => Family::BruteForce,
+            "dosddos" | "dos" | "ddos" | "doshulk" | "dosgoldeneye" | "synflood" | "udpflood" | "icmpflood"
+            | "ddosflood" | "ddosfloodsyn" | "ddosfloodudp" | "ddosfloodhttp" => Family::DosDdos,
+            "bruteforce" | "ftppatator" | "sshpatator" | "sshbruteforce" | "ftpbruteforce" | "bruteforcessh"
+            | "bruteforceftp" => Family::BruteForce,
             "slowrate" | "dosslowloris" | "dosslowhttptest" | "slowloris" | "slowhttptest" => Family::SlowRate,
-            "botnetc2" | "bot" | "botnet" | "c2" | "beacon" => Family::BotnetC2,
-            "exfiltration" | "infiltration" | "heartbleed" => Family::Exfiltration,
-            "webattack" | "xss" | "sqlinjection" => Family::WebAttack,
+            "botnetc2" | "bot" | "botnet" | "c2" | "beacon" | "botnetbeacon" => Family::BotnetC2,
+            "exfiltration" | "dataexfiltration" | "infiltration" | "heartbleed" => Family::Exfiltration,
+            "webattack" | "xss" | "sqlinjection" | "webxss" | "websqli" => Family::WebAttack,
             "iotflood" | "mqttflood" | "coapflood" => Family::IotFlood,
             // "Web Attack – Brute Force" etc.: the dash is a mangled byte in the published files.
             k if k.starts_with("webattack") => Family::WebAttack,
@@ -112,6 +112,12 @@ mod tests {
         );
         assert_eq!(Family::from_label("SSH-Patator"), Some(Family::BruteForce));
         assert_eq!(Family::from_label("iot_flood"), Some(Family::IotFlood));
+        // The simulator's scenario names (`gatewatch-agent simulate`).
+        assert_eq!(Family::from_label("ddos_flood:udp"), Some(Family::DosDdos));
+        assert_eq!(Family::from_label("brute_force_ftp"), Some(Family::BruteForce));
+        assert_eq!(Family::from_label("botnet_beacon"), Some(Family::BotnetC2));
+        assert_eq!(Family::from_label("data_exfiltration"), Some(Family::Exfiltration));
+        assert_eq!(Family::from_label("web_sqli"), Some(Family::WebAttack));
         assert_eq!(Family::from_label("something new"), None);
         for (i, f) in FAMILIES.iter().enumerate() {
             assert_eq!(f.index(), i);

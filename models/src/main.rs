@@ -56,6 +56,10 @@ enum Command {
         validation_fraction: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Most training windows per sequence (device), evenly spaced: keeps floods from
+        /// swamping the rest.
+        #[arg(long, default_value_t = 2000)]
+        max_windows: usize,
         /// Recorded in metadata.json and the ONNX file.
         #[arg(long, default_value = "trained")]
         model_version: String,
@@ -66,6 +70,9 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         data: DataArgs,
+        /// Most windows scored per sequence (device), evenly spaced; all by default.
+        #[arg(long)]
+        max_windows: Option<usize>,
     },
     /// Write a model directory from another one's params.bin (after FL aggregation), or an
     /// untrained one from a seed; optionally reference outputs for the onnxruntime check.
@@ -85,7 +92,15 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "gatewatch_models=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
         Command::Train {
             data,
             out,
@@ -95,6 +110,7 @@ fn main() -> Result<()> {
             patience,
             validation_fraction,
             seed,
+            max_windows,
             model_version,
         } => {
             let sequences = load(&data)?;
@@ -105,6 +121,7 @@ fn main() -> Result<()> {
                 patience,
                 validation_fraction,
                 seed,
+                max_windows_per_sequence: max_windows,
                 ..TrainConfig::default()
             };
             let (net, scaler, report) = train::fit(&sequences, &config)?;
@@ -113,10 +130,14 @@ fn main() -> Result<()> {
             std::fs::write(out.join("train_report.json"), &json)?;
             println!("{json}");
         }
-        Command::Eval { model, data } => {
+        Command::Eval {
+            model,
+            data,
+            max_windows,
+        } => {
             let model = Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
             let sequences = load(&data)?;
-            let samples = data::samples(&sequences, model.scaler());
+            let samples = data::samples_capped(&sequences, model.scaler(), max_windows.unwrap_or(usize::MAX));
             if samples.is_empty() {
                 bail!("the data holds no window of {WINDOW} flows");
             }

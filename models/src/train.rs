@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{samples, FlowSequence, Sample};
+use crate::data::{samples_capped, FlowSequence, Sample};
 use crate::error::{Error, Result};
 use crate::net::{bce_with_logits, cross_entropy, one_hot, vector, windows_tensor, Net};
 use crate::scaler::Scaler;
@@ -29,6 +29,8 @@ pub struct TrainConfig {
     pub validation_fraction: f64,
     /// Weight of the family cross-entropy next to the binary loss.
     pub family_weight: f64,
+    /// Most windows taken from one sequence (evenly spaced).
+    pub max_windows_per_sequence: usize,
     pub seed: u64,
 }
 
@@ -41,6 +43,7 @@ impl Default for TrainConfig {
             patience: 4,
             validation_fraction: 0.2,
             family_weight: 1.0,
+            max_windows_per_sequence: usize::MAX,
             seed: 1,
         }
     }
@@ -99,8 +102,9 @@ impl ClassWeights {
 pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Scaler, TrainReport)> {
     let (train_seqs, val_seqs) = split_sequences(sequences, config.validation_fraction, config.seed);
     let scaler = Scaler::fit(train_seqs.iter().flat_map(|s| s.flows.iter().map(|f| &f.features)))?;
-    let mut train_set = samples(&train_seqs, &scaler);
-    let mut val_set = samples(&val_seqs, &scaler);
+    let cap = config.max_windows_per_sequence;
+    let mut train_set = samples_capped(&train_seqs, &scaler, cap);
+    let mut val_set = samples_capped(&val_seqs, &scaler, cap);
     if val_seqs.is_empty() {
         // Too few sequences to hold whole ones out: hold out windows instead.
         (train_set, val_set) = split_windows(train_set, config.validation_fraction, config.seed);
@@ -169,7 +173,14 @@ fn train_here(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &Trai
     };
     let mut best: Option<(f64, Vec<f32>)> = None;
     let mut stale = 0;
+    tracing::info!(
+        train_windows = train_set.len(),
+        validation_windows = val_set.len(),
+        epochs = config.epochs,
+        "training"
+    );
     for epoch in 1..=config.epochs {
+        let started = std::time::Instant::now();
         order.shuffle(&mut rng);
         let mut total = 0.0;
         for chunk in order.chunks(config.batch_size) {
@@ -184,6 +195,13 @@ fn train_here(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &Trai
         } else {
             Some(loss_over(net, val_set, &weights, config)?)
         };
+        tracing::info!(
+            epoch,
+            train_loss,
+            validation_loss,
+            seconds = started.elapsed().as_secs_f64(),
+            "epoch done"
+        );
         report.epochs.push(EpochReport {
             epoch,
             train_loss,
