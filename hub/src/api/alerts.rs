@@ -87,12 +87,7 @@ pub async fn list(
             Ok((items, total))
         })
         .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        page: page.page,
-        size: page.size,
-    }))
+    Ok(Json(page.page_of(items, total)))
 }
 
 #[rocket::get("/alerts/<id>")]

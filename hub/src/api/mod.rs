@@ -75,6 +75,16 @@ impl PageQuery {
     pub fn offset(&self) -> i64 {
         (self.page - 1) * self.size
     }
+
+    /// The page these parameters asked for, holding `items` of `total` matches.
+    pub fn page_of<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            total,
+            page: self.page,
+            size: self.size,
+        }
+    }
 }
 
 /// A page of results.

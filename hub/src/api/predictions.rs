@@ -77,12 +77,7 @@ pub async fn list(
             Ok((items, total))
         })
         .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        page: page.page,
-        size: page.size,
-    }))
+    Ok(Json(page.page_of(items, total)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

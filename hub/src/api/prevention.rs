@@ -305,10 +305,5 @@ pub async fn logs(
             Ok((items, total))
         })
         .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        page: page.page,
-        size: page.size,
-    }))
+    Ok(Json(page.page_of(items, total)))
 }

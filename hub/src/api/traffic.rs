@@ -458,12 +458,7 @@ pub async fn list(
             metadata: r.metadata,
         })
         .collect();
-    Ok(Json(Page {
-        items,
-        total,
-        page: page.page,
-        size: page.size,
-    }))
+    Ok(Json(page.page_of(items, total)))
 }
 
 #[derive(Debug, rocket::FromForm)]
