@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 GATEWATCH_DATABASE_URL="$PG/$DB" GATEWATCH_DATA_DIR="$DATA" GATEWATCH_HTTP_ADDRESS=127.0.0.1 \
   GATEWATCH_HTTP_PORT=$PORT GATEWATCH_ADMIN_PASSWORD=$PASSWORD GATEWATCH_RATE_LIMIT_PER_MINUTE=1000000 \
-  GATEWATCH_LOGIN_ATTEMPTS_PER_MINUTE=1000000 GATEWATCH_LOG=warn "$BIN" serve >"$DATA/hub.log" 2>&1 &
+  GATEWATCH_LOGIN_ATTEMPTS_PER_MINUTE=1000000 GATEWATCH_BROKER_MODE=off GATEWATCH_LOG=warn "$BIN" serve >"$DATA/hub.log" 2>&1 &
 HUB_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/openapi.json" >/dev/null && break; sleep 0.1; done
 TOKEN=$(curl -sf "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'Content-Type: application/json' \

@@ -1,37 +1,77 @@
 #!/usr/bin/env bash
-# Runs the platform as far as it exists: builds the binaries, simulates an IoT network
-# under every attack type as packets (one pcap per scenario), extracts labelled flow
-# features from each, and prints what the agent saw. Output goes to $GATEWATCH_RUN_DIR
+# Runs the platform on this machine: a hub (PostgreSQL, the machine's Mosquitto as the broker)
+# and three agents that simulate IoT networks under attack, detect with the shipped model and
+# report to the hub. Stops everything on Ctrl-C. State and logs go to $GATEWATCH_RUN_DIR
 # (default ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/gatewatch-target}"
 run_dir="${GATEWATCH_RUN_DIR:-$PWD/run}"
-duration="${GATEWATCH_SIM_DURATION:-30s}"
+port="${GATEWATCH_HTTP_PORT:-8000}"
+database="${GATEWATCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/gatewatch}"
+agents="${GATEWATCH_AGENTS:-3}"
 mkdir -p "$run_dir"
 
 echo "== building (release)"
-cargo build --release --locked -p gatewatch-agent
-agent="$CARGO_TARGET_DIR/release/gatewatch-agent"
+cargo build --release --locked -p gatewatch-agent -p gatewatch-hub
+bin="$CARGO_TARGET_DIR/release"
 
-scenarios=(benign ddos_flood:syn ddos_flood:udp ddos_flood:http slow_rate port_scan brute_force_ssh
-    brute_force_ftp botnet_beacon data_exfiltration web_xss web_sqli hybrid)
-echo "== simulating ${#scenarios[@]} scenarios of $duration each into $run_dir"
-printf '%-18s %9s %7s %7s\n' scenario packets flows attack
-for scenario in "${scenarios[@]}"; do
-    name="${scenario/:/-}"
-    log="$run_dir/$name.log"
-    "$agent" simulate --attack "$scenario" --duration "$duration" --intensity 0.3 \
-        --pcap "$run_dir/$name.pcap" --features "$run_dir/$name.csv" 2>"$log" || {
-        echo "run: $scenario failed:" >&2
-        cat "$log" >&2
-        exit 1
-    }
-    packets=$(sed -n 's/^simulated \([0-9]*\) packets.*/\1/p' "$log")
-    flows=$(sed -n 's/^wrote \([0-9]*\) flows (\([0-9]*\) attack).*/\1/p' "$log")
-    attack=$(sed -n 's/^wrote \([0-9]*\) flows (\([0-9]*\) attack).*/\2/p' "$log")
-    printf '%-18s %9s %7s %7s\n' "$scenario" "$packets" "$flows" "$attack"
+bash scripts/broker.sh
+
+pids=()
+stop() {
+    echo "== stopping"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap stop EXIT INT TERM
+
+password="${GATEWATCH_ADMIN_PASSWORD:-gatewatch-demo}"
+echo "== hub on http://127.0.0.1:$port (database $database, log $run_dir/hub.log)"
+GATEWATCH_DATABASE_URL="$database" GATEWATCH_DATA_DIR="$run_dir/hub" GATEWATCH_HTTP_PORT="$port" \
+    GATEWATCH_ADMIN_PASSWORD="$password" GATEWATCH_MODEL_DIR="$PWD/models/default" \
+    "$bin/gatewatch-hub" serve >"$run_dir/hub.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null && break; sleep 0.2; done
+curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null || {
+    echo "run: the hub did not start:" >&2
+    cat "$run_dir/hub.log" >&2
+    exit 1
+}
+
+for i in $(seq "$agents"); do
+    name="gateway-$i"
+    mkdir -p "$run_dir/$name"
+    cat >"$run_dir/$name/agent.toml" <<EOF
+name = "$name"
+state_dir = "$run_dir/$name"
+[source]
+kind = "simulator"
+simulator_seed = $i
+simulator_target = "192.168.$i.20"
+attack_every_secs = 40
+[detect]
+devices = ["192.168.$i.0/24"]
+model_dir = "$PWD/models/default"
+EOF
+    "$bin/gatewatch-agent" run --config "$run_dir/$name/agent.toml" >"$run_dir/$name/agent.log" 2>&1 &
+    pids+=($!)
+    echo "== agent $name simulating 192.168.$i.0/24 (log $run_dir/$name/agent.log)"
 done
-echo "== done: pcaps and labelled CSVs (CIC-IDS2017 layout) in $run_dir"
-echo "   replay one through the extractor:  $agent features --pcap $run_dir/port_scan.pcap --layout labelled"
+
+cat <<EOF
+== running. Log in as admin / $password:
+   API docs      http://127.0.0.1:$port/docs
+   live events   ws://127.0.0.1:$port/ws/live?token=<access token>
+   token         curl -s -X POST http://127.0.0.1:$port/api/v1/auth/login -H 'Content-Type: application/json' \\
+                      -d '{"username":"admin","password":"$password"}'
+   on the wire   mosquitto_sub -t 'gw/v1/agents/#' -v
+   Attacks start after 40 s and rotate through every type. Ctrl-C stops everything.
+EOF
+while sleep 30; do
+    token=$(curl -s -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
+        -d "{\"username\":\"admin\",\"password\":\"$password\"}" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    stats=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/predictions/stats")
+    echo "$(date +%T) predictions: $stats"
+done

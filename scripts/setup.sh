@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine lacks to build and test gatewatch. Idempotent.
 set -euo pipefail
 
-packages=(libpcap-dev libpq-dev pkg-config tcpdump iproute2 iputils-ping curl python3 python3-venv shellcheck)
+packages=(libpcap-dev libpq-dev pkg-config tcpdump iproute2 iputils-ping curl python3 python3-venv shellcheck
+    mosquitto mosquitto-clients)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

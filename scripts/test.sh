@@ -15,6 +15,7 @@ echo "== shell scripts"
 for f in scripts/*.sh .ci/run; do bash -n "$f"; done
 shellcheck -S warning scripts/*.sh .ci/run
 echo "== tests"
+bash scripts/broker.sh
 cargo nextest run --workspace --locked --no-fail-fast
 
 # Checks that need Python packages from PyPI, in a venv outside the clone.

@@ -35,6 +35,24 @@ enum Command {
     /// Simulate an IoT network under attack as packets: a pcap, and optionally its
     /// labelled flow features (ground truth from the simulator, not from a model).
     Simulate(SimulateArgs),
+    /// Score the flows of monitored devices with the detection model, from a capture file
+    /// or a live interface: JSON lines of detections out, a summary on standard error.
+    Score(ScoreArgs),
+    /// Run the agent: capture (or replay, or simulate), detect, and report to the hub over
+    /// MQTT, spooling to disk while the hub is unreachable. SIGTERM drains and exits.
+    #[command(after_help = gatewatch_agent::config::KEYS_HELP)]
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Configuration file (TOML). Default: /etc/gatewatch/agent.toml if it exists, else the
+    /// built-in defaults (simulated traffic, broker on 127.0.0.1:1883).
+    #[arg(long, env = "GATEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check the configuration and the model, print them, and exit.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -184,6 +202,42 @@ struct SimulateArgs {
     layout: LayoutArg,
 }
 
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["pcap", "interface"])))]
+struct ScoreArgs {
+    /// Capture file to score (pcap, nanosecond pcap or pcapng, optionally gzip-compressed).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Or capture live from this interface.
+    #[arg(long)]
+    interface: Option<String>,
+    /// Monitored devices as networks in CIDR form (repeatable or comma-separated), e.g.
+    /// 192.168.1.0/24: each address inside is a device with its own window of 10 flows.
+    #[arg(long, required = true, value_delimiter = ',')]
+    devices: Vec<String>,
+    /// Model directory (model.onnx, scaler.json, metadata.json). Default: ./models/default
+    /// in a source checkout, else the packaged /usr/share/gatewatch-agent/model.
+    #[arg(long, env = "GATEWATCH_MODEL_DIR")]
+    model: Option<PathBuf>,
+    /// Windows scored together in one tract run at most.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// With --interface: windows wait at most this long for their batch to fill.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    max_wait: Duration,
+    /// With --interface: stop after this long (default: until interrupted).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Print only the windows scored as attacks.
+    #[arg(long)]
+    attacks_only: bool,
+    /// Where to write the JSON lines (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    flow: FlowArgs,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum OutputFormat {
     Csv,
@@ -192,14 +246,19 @@ enum OutputFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(io::stderr)
-        .init();
+    // `run` sets up logging from its configuration file.
+    if !matches!(cli.command, Command::Run(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_writer(io::stderr)
+            .init();
+    }
     let result = match cli.command {
         Command::Features(args) => features(args),
         Command::Capture(args) => capture(args),
         Command::Simulate(args) => simulate(args),
+        Command::Score(args) => score(args),
+        Command::Run(args) => run_agent(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -416,6 +475,263 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         } else {
             String::new()
         }
+    );
+    Ok(())
+}
+
+fn model_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    let candidates = [
+        PathBuf::from("models/default"),
+        PathBuf::from("/usr/share/gatewatch-agent/model"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.join("model.onnx").is_file())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no model found in ./models/default or /usr/share/gatewatch-agent/model: pass --model DIR (or set GATEWATCH_MODEL_DIR)"
+            )
+        })
+}
+
+fn score(args: ScoreArgs) -> Result<()> {
+    use gatewatch_agent::detect::{DetectConfig, Detector};
+    use gatewatch_models::data::Network;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
+    let networks = args
+        .devices
+        .iter()
+        .map(|d| d.trim().parse::<Network>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("--devices takes networks like 192.168.1.0/24 or 2001:db8::/32")?;
+    let flow_config = args.flow.config()?;
+    let dir = model_dir(args.model.clone())?;
+    let model =
+        gatewatch_models::score::Model::load_with(&dir, gatewatch_models::score::LoadOptions { batch: args.batch })
+            .with_context(|| format!("{}: cannot load the model", dir.display()))?;
+    eprintln!(
+        "model {} from {}, devices {}",
+        model.metadata().model_version,
+        dir.display(),
+        args.devices.join(",")
+    );
+    let mut config = DetectConfig::new(networks);
+    config.batch = args.batch;
+    let detector = RefCell::new(Detector::new(Arc::new(model), config));
+    let mut out = output(args.out.as_ref())?;
+    let mut failure: Option<anyhow::Error> = None;
+    let attacks_only = args.attacks_only;
+    let mut write = |d: gatewatch_proto::Detection| {
+        if attacks_only && !d.is_attack() {
+            return;
+        }
+        let written = serde_json::to_writer(&mut out, &d)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out));
+        if let Err(e) = written {
+            failure.get_or_insert(anyhow::Error::new(e).context("writing detections"));
+        }
+    };
+    let started = Instant::now();
+    let mut model_error: Option<gatewatch_models::Error> = None;
+    let summary = if let Some(pcap) = &args.pcap {
+        let mut emit = |rec: FlowRecord| {
+            if let Err(e) = detector.borrow_mut().push(&rec, &mut write) {
+                model_error.get_or_insert(e);
+            }
+        };
+        let (summary, result) = pipeline::run_file(pcap, flow_config, Pace::Fastest, &mut emit, |s| report(s, false));
+        if let Err(e) = detector.borrow_mut().flush(&mut write) {
+            model_error.get_or_insert(e);
+        }
+        if let Err(e) = result {
+            failure.get_or_insert(e.into());
+        }
+        summary
+    } else {
+        let options = LiveOptions {
+            interface: args.interface.clone().unwrap_or_default(),
+            ..LiveOptions::default()
+        };
+        let write = RefCell::new(write);
+        let model_error = RefCell::new(None);
+        let flush = || {
+            if let Err(e) = detector.borrow_mut().flush(&mut *write.borrow_mut()) {
+                model_error.borrow_mut().get_or_insert(e);
+            }
+        };
+        let mut emit = |rec: FlowRecord| {
+            if let Err(e) = detector.borrow_mut().push(&rec, &mut *write.borrow_mut()) {
+                model_error.borrow_mut().get_or_insert(e);
+            }
+        };
+        let duration = args.duration;
+        let max_wait = args.max_wait;
+        let mut last_flush = Instant::now();
+        let (summary, _stats) = pipeline::run_live(&options, flow_config, &mut emit, |s| {
+            // Ready windows wait at most --max-wait for the rest of their batch.
+            if last_flush.elapsed() >= max_wait {
+                last_flush = Instant::now();
+                flush();
+            }
+            duration.is_some_and(|d| s.elapsed >= d)
+        })?;
+        flush();
+        if let Some(e) = model_error.into_inner() {
+            failure.get_or_insert(anyhow::Error::new(e).context("scoring"));
+        }
+        summary
+    };
+    out.flush().context("writing detections")?;
+    let stats = detector.borrow().stats();
+    report(&summary, true);
+    let per_family: Vec<String> = gatewatch_models::FAMILIES
+        .iter()
+        .zip(stats.attacks_per_family)
+        .filter(|(_, n)| *n > 0)
+        .map(|(f, n)| format!("{}={n}", f.name()))
+        .collect();
+    eprintln!(
+        "scored {} windows of {} devices in {} batches ({:.1} ms in tract, {:.0} windows/s overall): {} attack windows{}{}",
+        stats.scored,
+        stats.windows.devices,
+        stats.batches,
+        stats.inference_seconds * 1e3,
+        stats.scored as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        stats.attacks,
+        if per_family.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", per_family.join(", "))
+        },
+        if stats.windows.flows_over_device_cap > 0 {
+            format!("; {} flows of devices over the cap were not scored", stats.windows.flows_over_device_cap)
+        } else {
+            String::new()
+        },
+    );
+    if let Some(e) = model_error {
+        return Err(e).context("scoring");
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn run_agent(args: RunArgs) -> Result<()> {
+    use gatewatch_agent::config::AgentConfig;
+    use gatewatch_agent::run::{self, persistent_id};
+    use gatewatch_agent::uplink::{mqtt, Sender, SenderConfig, Spool};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let default_path = PathBuf::from("/etc/gatewatch/agent.toml");
+    let path = args.config.or_else(|| default_path.is_file().then_some(default_path));
+    let config = AgentConfig::load(path.as_deref())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("config key `log`")?)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .init();
+    let model = Arc::new(run::load_model(&config)?);
+    let version = model.metadata().model_version.clone();
+    if args.check {
+        println!(
+            "config: {}",
+            path.as_ref().map_or("(defaults)".into(), |p| p.display().to_string())
+        );
+        println!("broker: {:?}", config.broker()?);
+        println!("devices: {}", config.detect.devices.join(", "));
+        println!("model: {version}");
+        println!("configuration is valid");
+        return Ok(());
+    }
+    let agent_id = persistent_id(&config.state_dir.join("agent_id"))?;
+    let spool_dir = config.state_dir.join("spool");
+    let epoch = persistent_id(&spool_dir.join("epoch"))?;
+    let spool = Spool::open(&spool_dir, config.spool_config()).context("opening the spool")?;
+    if !spool.is_empty() {
+        tracing::info!(
+            batches = spool.stats().pending_records,
+            "spooled batches from an earlier run will be sent"
+        );
+    }
+    let sender = Sender::new(
+        agent_id,
+        epoch,
+        spool,
+        SenderConfig {
+            batch_max: config.uplink.batch_max,
+            batch_wait: Duration::from_millis(config.uplink.batch_wait_ms),
+            in_flight: config.uplink.in_flight,
+            resend_after: Duration::from_secs(config.uplink.resend_after_secs),
+        },
+    );
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let link = mqtt::LinkConfig {
+        broker: config.broker()?,
+        agent_id,
+        name: config.name.clone().unwrap_or_else(|| hostname.clone()),
+        hostname,
+        heartbeat: Duration::from_secs(u64::from(config.hub.heartbeat_secs)),
+        drain_timeout: Duration::from_secs(config.uplink.drain_secs),
+    };
+    tracing::info!(%agent_id, name = %link.name, model = %version, source = ?config.source.kind, "agent starting");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let (_model_tx, model_rx) = tokio::sync::watch::channel(Some(version));
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = stop.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("stopping: draining to the hub");
+        signalled.store(true, Ordering::Relaxed);
+    });
+    let pipeline_config = config.clone();
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || run::pipeline(&pipeline_config, model, tx, stop))
+        .context("starting the pipeline thread")?;
+    let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_rx));
+    let pipeline = pipeline
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    let uplink = uplink.context("uplink")?;
+    let pipeline = pipeline?;
+    let s = uplink.sender;
+    eprintln!(
+        "done: packets {} flows {} windows scored {} (attacks {}), detections sent in {} batches, acknowledged {}, still spooled {} (dropped: new {}, old {}, corrupt {}), reconnects {}",
+        pipeline.packets,
+        pipeline.flows,
+        pipeline.detect.scored,
+        pipeline.detect.attacks,
+        s.batches_spooled,
+        s.acked_batches,
+        s.spool.pending_records,
+        s.spool.dropped_new,
+        s.spool.dropped_old,
+        s.spool.corrupt,
+        uplink.connects.saturating_sub(1),
     );
     Ok(())
 }

@@ -150,6 +150,8 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let config = Config {
         database_url: url.into(),
         data_dir: data.path().into(),
+        model_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default"),
+        broker_mode: gatewatch_hub::broker::BrokerMode::Off,
         http_address: [127, 0, 0, 1].into(),
         http_port: free_port(),
         rate_limit_per_minute: u32::MAX,
@@ -277,6 +279,25 @@ async fn run(url: &str) -> anyhow::Result<()> {
         "  target: >= 20000 flows/s -> {}",
         if flows_per_s >= 20_000.0 { "met" } else { "NOT met" }
     );
+
+    // One window per request through the shipped model, without and with explanations.
+    let window: Vec<Vec<f32>> = (0..10)
+        .map(|t| (0..78).map(|k| (t * 78 + k) as f32 * 0.5).collect())
+        .collect();
+    for explain in [false, true] {
+        let body = serde_json::to_vec(&json!({"device_id": devices[0], "window": window, "explain": explain}))?;
+        let predict_url = format!("{base}/predict");
+        let t = token.clone();
+        let predict = Arc::new(move |c: &reqwest::Client| {
+            c.post(&predict_url)
+                .bearer_auth(&t)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+        });
+        closed_loop(&client, predict)
+            .await
+            .print(&format!("POST /api/v1/predict (explain: {explain})"), 1, "req");
+    }
 
     hub_shutdown.notify();
     ceiling_shutdown.notify();

@@ -10,7 +10,8 @@ pub const KEYS_HELP: &str = "\
 Configuration keys (TOML file given by --config or GATEWATCH_CONFIG; each key can be overridden
 by the environment variable GATEWATCH_<KEY in upper case>):
   database_url             PostgreSQL URL [postgres://localhost/gatewatch]; DATABASE_URL also works
-  data_dir                 directory for generated secrets (JWT key) [./data]
+  data_dir                 directory for generated secrets (JWT key) and uploaded models [./data]
+  model_dir                bundled detection model [./models/default if present, else /usr/share/gatewatch/model]
   http_address             address to listen on [0.0.0.0]
   http_port                HTTP port for API, WebSockets and UI [8000]
   db_pool_size             database connections [16]
@@ -20,6 +21,11 @@ by the environment variable GATEWATCH_<KEY in upper case>):
   max_body_bytes           largest JSON body [16777216]
   max_upload_bytes         largest file upload [104857600]
   ws_queue_len             events buffered per WebSocket client before the oldest is dropped [256]
+  broker_mode              fleet link over MQTT: external (a broker such as Mosquitto) or off [external]
+  broker_url               the MQTT broker, mqtt://HOST:PORT [mqtt://127.0.0.1:1883]
+  broker_client_id         the hub's MQTT client id; keep it stable (persistent session) [gatewatch-hub]
+  broker_username          MQTT user name [none]; the password only from GATEWATCH_BROKER_PASSWORD
+  agent_offline_after_secs an agent without heartbeat for this long is offline [30]
   log                      tracing filter [info,rocket=warn]";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -27,6 +33,7 @@ by the environment variable GATEWATCH_<KEY in upper case>):
 pub struct Config {
     pub database_url: String,
     pub data_dir: PathBuf,
+    pub model_dir: PathBuf,
     pub http_address: IpAddr,
     pub http_port: u16,
     pub db_pool_size: u32,
@@ -36,6 +43,13 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub max_upload_bytes: u64,
     pub ws_queue_len: usize,
+    pub broker_mode: crate::broker::BrokerMode,
+    pub broker_url: String,
+    pub broker_client_id: String,
+    pub broker_username: Option<String>,
+    #[serde(skip)]
+    pub broker_password: Option<String>,
+    pub agent_offline_after_secs: u64,
     pub log: String,
 }
 
@@ -44,6 +58,7 @@ impl Default for Config {
         Config {
             database_url: "postgres://localhost/gatewatch".into(),
             data_dir: PathBuf::from("./data"),
+            model_dir: default_model_dir(),
             http_address: IpAddr::from([0, 0, 0, 0]),
             http_port: 8000,
             db_pool_size: 16,
@@ -53,8 +68,24 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: 100 * 1024 * 1024,
             ws_queue_len: 256,
+            broker_mode: crate::broker::BrokerMode::External,
+            broker_url: "mqtt://127.0.0.1:1883".into(),
+            broker_client_id: "gatewatch-hub".into(),
+            broker_username: None,
+            broker_password: None,
+            agent_offline_after_secs: 30,
             log: "info,rocket=warn".into(),
         }
+    }
+}
+
+/// A source checkout's shipped model, else where the package installs it.
+fn default_model_dir() -> PathBuf {
+    let checkout = PathBuf::from("models/default");
+    if checkout.join("model.onnx").is_file() {
+        checkout
+    } else {
+        PathBuf::from("/usr/share/gatewatch/model")
     }
 }
 
@@ -124,6 +155,9 @@ impl Config {
         if let Some(v) = get("GATEWATCH_DATA_DIR") {
             self.data_dir = v.into();
         }
+        if let Some(v) = get("GATEWATCH_MODEL_DIR") {
+            self.model_dir = v.into();
+        }
         let num = "give a whole number";
         if let Some(v) = get("GATEWATCH_HTTP_ADDRESS") {
             self.http_address = parse(
@@ -166,10 +200,79 @@ impl Config {
         if let Some(v) = get("GATEWATCH_WS_QUEUE_LEN") {
             self.ws_queue_len = parse("GATEWATCH_WS_QUEUE_LEN", "ws_queue_len", v, num)?;
         }
+        if let Some(v) = get("GATEWATCH_BROKER_MODE") {
+            self.broker_mode = match v.trim() {
+                "off" => crate::broker::BrokerMode::Off,
+                "external" => crate::broker::BrokerMode::External,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "GATEWATCH_BROKER_MODE".into(),
+                        key: "broker_mode",
+                        value: v,
+                        fix: "use external or off",
+                    })
+                }
+            };
+        }
+        if let Some(v) = get("GATEWATCH_BROKER_URL") {
+            self.broker_url = v;
+        }
+        if let Some(v) = get("GATEWATCH_BROKER_CLIENT_ID") {
+            self.broker_client_id = v;
+        }
+        if let Some(v) = get("GATEWATCH_BROKER_USERNAME") {
+            self.broker_username = Some(v);
+        }
+        if let Some(v) = get("GATEWATCH_BROKER_PASSWORD") {
+            self.broker_password = Some(v);
+        }
+        if let Some(v) = get("GATEWATCH_AGENT_OFFLINE_AFTER_SECS") {
+            self.agent_offline_after_secs =
+                parse("GATEWATCH_AGENT_OFFLINE_AFTER_SECS", "agent_offline_after_secs", v, num)?;
+        }
         if let Some(v) = get("GATEWATCH_LOG") {
             self.log = v;
         }
         Ok(())
+    }
+
+    /// The broker settings when the fleet link is on.
+    pub fn broker(&self) -> Result<Option<crate::broker::BrokerSettings>, ConfigError> {
+        if self.broker_mode == crate::broker::BrokerMode::Off {
+            return Ok(None);
+        }
+        let bad = |problem: String| ConfigError::Invalid {
+            key: "broker_url",
+            problem,
+            fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
+        };
+        let url = &self.broker_url;
+        let rest = url
+            .strip_prefix("mqtt://")
+            .ok_or_else(|| bad(format!("{url:?} does not start with mqtt://")))?
+            .trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(format!("{url:?} has a bad port")))?),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            return Err(bad(format!("{url:?} has no host")));
+        }
+        if self.broker_client_id.is_empty() || self.broker_client_id.len() > 64 {
+            return Err(ConfigError::Invalid {
+                key: "broker_client_id",
+                problem: format!("is {:?}", self.broker_client_id),
+                fix: "give 1-64 characters",
+            });
+        }
+        Ok(Some(crate::broker::BrokerSettings {
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+            client_id: self.broker_client_id.clone(),
+            username: self.broker_username.clone(),
+            password: self.broker_password.clone(),
+            offline_after: std::time::Duration::from_secs(self.agent_offline_after_secs.max(1)),
+        }))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -223,6 +326,7 @@ impl Config {
                 fix: "give a positive number (256 is a good default)",
             });
         }
+        self.broker()?;
         for origin in &self.cors_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError::Invalid {
@@ -318,6 +422,11 @@ mod example_file {
         let table: toml::Table = toml::from_str(text).expect("table");
         for line in super::KEYS_HELP.lines().skip(2) {
             let key = line.split_whitespace().next().unwrap_or("");
+            // Keys without a fixed default are shown commented out.
+            if ["model_dir", "broker_username"].contains(&key) {
+                assert!(text.contains(&format!("# {key} = ")), "example lacks {key}");
+                continue;
+            }
             assert!(table.contains_key(key), "example lacks {key}");
         }
     }

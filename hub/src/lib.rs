@@ -2,14 +2,17 @@
 //!
 //! It keeps everything in PostgreSQL (Diesel, embedded migrations), serves the JSON API under
 //! `/api/v1` with an OpenAPI document, streams live events over WebSockets, and authenticates
-//! users with JWT and three roles. Agents' transports (MQTT, QUIC) plug in through the same
-//! storage and event fan-out.
+//! users with JWT and three roles. It scores windows with the active detection model
+//! (`gatewatch-models`, tract). Agents report over MQTT (`broker`): their detections land in
+//! the same tables and the same event fan-out as the API's.
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod model;
 pub mod openapi;
 pub mod setup;
 pub mod ws;
@@ -33,6 +36,10 @@ pub struct App {
     pub user_limit: RateLimiter,
     pub login_limit: RateLimiter,
     pub events: Arc<Broadcaster>,
+    /// The detection model `/predict` scores with.
+    pub models: Arc<model::ModelStore>,
+    /// Counters of the fleet link.
+    pub broker_stats: Arc<broker::BrokerStats>,
 }
 
 impl App {
@@ -41,6 +48,8 @@ impl App {
             user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),
             login_limit: RateLimiter::per_minute(config.login_attempts_per_minute),
             events: Broadcaster::new(config.ws_queue_len),
+            models: Arc::new(model::ModelStore::open(&config.model_dir, &config.data_dir)),
+            broker_stats: Arc::default(),
             keys: Keys::new(jwt_secret),
             db,
             config,
@@ -58,11 +67,24 @@ pub fn rocket(app: App) -> Rocket<Build> {
         .merge(("ident", "gatewatch-hub"))
         // Body size limits are enforced by our own guards (413 with the JSON error shape).
         .merge(("limits.json", app.config.max_body_bytes))
+        // Model uploads (multipart): each file part and the whole form.
+        .merge(("limits.bytes", app.config.max_upload_bytes))
+        .merge(("limits.data-form", app.config.max_upload_bytes))
         .merge(("workers", 16));
     let cors = api::cors::Cors::new(&app.config.cors_origins);
+    // Validated at load; the link starts once the server runs.
+    let broker = app.config.broker().ok().flatten();
+    let fleet_link = rocket::fairing::AdHoc::on_liftoff("fleet link", move |rocket| {
+        Box::pin(async move {
+            if let (Some(settings), Some(app)) = (broker, rocket.state::<App>()) {
+                broker::spawn(settings, app.db.clone(), app.events.clone(), app.broker_stats.clone());
+            }
+        })
+    });
     let built = rocket::custom(figment)
         .manage(app)
         .attach(cors)
+        .attach(fleet_link)
         .mount("/api/v1", api::routes())
         .mount("/", openapi::routes())
         .mount(

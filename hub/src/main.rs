@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("config key `log`")?)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match cli.command {
         Command::CheckConfig => {
@@ -68,9 +69,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
         println!("Created the first admin account. Username: admin  Password: {password}");
         println!("This password is shown only once; change it after logging in.");
     }
+    let active_model = setup::active_model(&mut conn)?;
     drop(conn);
     let addr = format!("{}:{}", config.http_address, config.http_port);
     let app = App::new(config, db, &secret);
+    app.models.restore(active_model.as_deref());
     tracing::info!(%addr, "gatewatch hub listening");
     rocket::execute(gatewatch_hub::rocket(app).launch()).map_err(|e| anyhow::anyhow!("server failed: {e}"))?;
     Ok(())

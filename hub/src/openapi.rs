@@ -24,6 +24,7 @@ use crate::api;
         api::auth::TokenOut,
         api::auth::UserOut,
         crate::auth::Role,
+        api::agents::AgentOut,
         api::devices::Device,
         api::devices::NewDevice,
         api::devices::UpdateDevice,
@@ -55,6 +56,9 @@ use crate::api;
         crate::db::models::PreventionLog,
         crate::db::models::FlRound,
         crate::db::models::FlClientMetric,
+        api::predictions::PredictIn,
+        api::predictions::PredictOut,
+        api::predictions::FeatureImportance,
         api::predictions::PredictionStats,
         api::predictions::Explanation,
         api::alerts::AlertStats,
@@ -72,6 +76,7 @@ use crate::api;
         api::dashboard::DeviceHealth,
         api::settings::SettingOut,
         api::settings::SettingIn,
+        api::settings::ModelUploaded,
         api::settings::ConnectionReport,
     ))
 )]
@@ -100,6 +105,7 @@ const OPS: &[Op] = &[
     ("POST", "/api/v1/auth/logout", None, 204, None),
     ("GET", "/api/v1/auth/me", None, 200, Some("UserOut")),
     ("POST", "/api/v1/devices", Some("NewDevice"), 201, Some("Device")),
+    ("GET", "/api/v1/agents", None, 200, None),
     ("GET", "/api/v1/devices/{id}", None, 200, Some("Device")),
     ("PUT", "/api/v1/devices/{id}", Some("UpdateDevice"), 200, Some("Device")),
     ("DELETE", "/api/v1/devices/{id}", None, 204, None),
@@ -118,6 +124,7 @@ const OPS: &[Op] = &[
         200,
         Some("IngestOut"),
     ),
+    ("POST", "/api/v1/predict", Some("PredictIn"), 200, Some("PredictOut")),
     ("GET", "/api/v1/predictions/stats", None, 200, Some("PredictionStats")),
     (
         "GET",
@@ -164,6 +171,13 @@ const OPS: &[Op] = &[
         Some("SettingIn"),
         200,
         Some("SettingOut"),
+    ),
+    (
+        "POST",
+        "/api/v1/settings/model/upload",
+        None,
+        201,
+        Some("ModelUploaded"),
     ),
     (
         "POST",
@@ -313,6 +327,16 @@ pub fn build<'a>(routes: impl Iterator<Item = &'a Route>) -> OpenApiDoc {
                 json!({ "required": true, "content": { "application/json": { "schema": schema_ref(body) } } });
         } else if path.ends_with("upload-pcap") {
             op["requestBody"] = json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } });
+        } else if path.ends_with("/model/upload") {
+            let file = json!({ "type": "string", "format": "binary" });
+            op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": {
+                "type": "object",
+                "required": ["model", "scaler", "metadata"],
+                "properties": {
+                    "model": file, "scaler": file, "metadata": file,
+                    "version": { "type": "string" }, "activate": { "type": "boolean" }
+                }
+            } } } });
         }
         if !(path.ends_with("/auth/login") || path.ends_with("/auth/refresh")) {
             op["security"] = json!([{ "bearer": [] }]);

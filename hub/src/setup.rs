@@ -20,6 +20,8 @@ pub enum SetupError {
     Secret { path: String, reason: String },
     #[error("creating the first admin failed: {0}")]
     Admin(String),
+    #[error("reading the settings failed: {0}")]
+    Settings(String),
 }
 
 /// Reads `jwt.key` from the data directory, creating the directory and a random key (0600) if absent.
@@ -114,4 +116,16 @@ pub fn first_admin(conn: &mut PgConnection, preset: Option<String>) -> Result<Op
     }
     tracing::info!("created first admin account");
     Ok(generated.then_some(password))
+}
+
+/// The `active_model` setting, if an admin chose one.
+pub fn active_model(conn: &mut PgConnection) -> Result<Option<String>, SetupError> {
+    use crate::db::schema::system_settings;
+    let value: Option<serde_json::Value> = system_settings::table
+        .find("active_model")
+        .select(system_settings::value)
+        .first(conn)
+        .optional()
+        .map_err(|e| SetupError::Settings(e.to_string()))?;
+    Ok(value.and_then(|v| v.as_str().map(String::from)))
 }

@@ -1104,19 +1104,22 @@ async fn fl_settings_and_test_connection() {
         .0,
         Status::Forbidden
     );
-    hub.call(
-        "PUT",
-        "/api/v1/settings/active_model",
-        Some(&hub.admin),
-        Some(json!({"value": "cnn_lstm_v2"})),
-    )
-    .await;
+    // Only models that exist can become active (uploads: tests/models.rs).
+    let (s, _) = hub
+        .call(
+            "PUT",
+            "/api/v1/settings/active_model",
+            Some(&hub.admin),
+            Some(json!({"value": "cnn_lstm_v2"})),
+        )
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity);
     let (_, v) = hub
         .call("GET", "/api/v1/fl/model/current", Some(&hub.viewer), None)
         .await;
     assert_eq!(
         (v["active_model"].as_str(), v["last_round"].as_i64()),
-        (Some("cnn_lstm_v2"), Some(1))
+        (Some("cnn_lstm_default"), Some(1))
     );
     let (s, v) = hub
         .call("POST", "/api/v1/settings/test-connection", Some(&hub.admin), None)

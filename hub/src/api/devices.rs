@@ -29,7 +29,8 @@ pub struct Device {
     pub device_type: String,
     pub ip_address: String,
     pub protocol: String,
-    pub port: i32,
+    /// Service port; none for devices an agent discovered.
+    pub port: Option<i32>,
     pub status: String,
     pub traffic_source: String,
     pub description: Option<String>,
@@ -247,7 +248,7 @@ pub async fn create(_a: Auth<Operator>, app: &State<App>, body: Body<NewDevice>)
         device_type: d.device_type.as_str().into(),
         ip_address: IpNetwork::from(d.ip_address),
         protocol: d.protocol.as_str().into(),
-        port: check_port(d.port)?,
+        port: Some(check_port(d.port)?),
         status: "offline".into(),
         traffic_source: d.traffic_source.unwrap_or(TrafficSource::Simulated).as_str().into(),
         description: check_description(d.description)?,

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`, one module per resource.
 
+pub mod agents;
 pub mod alerts;
 pub mod attacks;
 pub mod auth;
@@ -23,6 +24,7 @@ use crate::error::ApiError;
 pub fn routes() -> Vec<Route> {
     let mut r = Vec::new();
     r.extend(auth::routes());
+    r.extend(agents::routes());
     r.extend(devices::routes());
     r.extend(traffic::routes());
     r.extend(predictions::routes());
@@ -98,24 +100,27 @@ pub struct Page<T> {
 
 /// Converts form (query) errors into a 422 naming the parameter.
 pub fn query<T>(q: Result<T, Errors<'_>>) -> Result<T, ApiError> {
-    q.map_err(|errors| {
-        let mut err = ApiError::field("query", "invalid query parameters");
-        err.fields.clear();
-        for e in errors.iter() {
-            let name = e.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| "query".into());
-            err.fields.push(crate::error::FieldError {
-                field: name,
-                message: e.kind.to_string(),
-            });
-        }
-        err.message = err
-            .fields
-            .iter()
-            .map(|f| format!("{}: {}", f.field, f.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        err
-    })
+    q.map_err(|errors| form_errors(&errors))
+}
+
+/// A 422 naming every field of a query or form that did not parse.
+pub fn form_errors(errors: &Errors<'_>) -> ApiError {
+    let mut err = ApiError::field("query", "invalid query parameters");
+    err.fields.clear();
+    for e in errors.iter() {
+        let name = e.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| "query".into());
+        err.fields.push(crate::error::FieldError {
+            field: name,
+            message: e.kind.to_string(),
+        });
+    }
+    err.message = err
+        .fields
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    err
 }
 
 /// Parses an RFC 3339 time from a query parameter.

@@ -1,4 +1,4 @@
-//! `/settings`: typed system settings stored as JSONB, and a connectivity check.
+//! `/settings`: typed system settings stored as JSONB, model upload, and a connectivity check.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -6,6 +6,9 @@ use std::time::Instant;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
+use rocket::data::Capped;
+use rocket::form::{Errors, Form};
+use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::State;
 use serde::{Deserialize, Serialize};
@@ -15,10 +18,11 @@ use crate::auth::guard::{Admin, Auth, Body, Viewer};
 use crate::db::models::Setting;
 use crate::db::schema::system_settings;
 use crate::error::{ApiError, ApiResult};
+use crate::model::{ModelError, ModelFiles};
 use crate::App;
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![list, update, test_connection]
+    rocket::routes![list, update, upload_model, test_connection]
 }
 
 pub const DEFAULT_MODEL: &str = "cnn_lstm_default";
@@ -125,9 +129,25 @@ pub async fn update(a: Auth<Admin>, app: &State<App>, key: &str, body: Body<Sett
         Some(Err(expected)) => return Err(ApiError::field("value", format!("`{key}` takes {expected}"))),
         Some(Ok(())) => {}
     }
-    let (key, user, now) = (key.to_string(), a.user_id(), Utc::now());
-    let s = app
-        .db
+    if key == "active_model" {
+        let name = value.as_str().unwrap_or_default().to_string();
+        activate(app, name).await?;
+    }
+    let user = a.user_id();
+    let s = store(app, key, value, user).await?;
+    tracing::info!(key = %s.key, user = %user, "setting updated");
+    Ok(Json(SettingOut {
+        key: s.key,
+        value: s.value,
+        updated_at: Some(s.updated_at),
+        updated_by: s.updated_by,
+        is_default: false,
+    }))
+}
+
+async fn store(app: &App, key: &str, value: Value, user: uuid::Uuid) -> ApiResult<Setting> {
+    let (key, now) = (key.to_string(), Utc::now());
+    app.db
         .run(move |c| {
             Ok(diesel::insert_into(system_settings::table)
                 .values((
@@ -146,15 +166,134 @@ pub async fn update(a: Auth<Admin>, app: &State<App>, key: &str, body: Body<Sett
                 .returning(Setting::as_returning())
                 .get_result(c)?)
         })
+        .await
+}
+
+/// Loads a stored model and makes it the one `/predict` uses.
+async fn activate(app: &App, name: String) -> ApiResult<()> {
+    let models = app.models.clone();
+    let loaded = rocket::tokio::task::spawn_blocking(move || models.activate(&name))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match loaded {
+        Ok(_) => Ok(()),
+        Err(e @ ModelError::Unknown(_)) => Err(ApiError::field("value", e.to_string())),
+        Err(e) => Err(ApiError::field("value", format!("the model does not load: {e}"))),
+    }
+}
+
+/// A model as three files in a `multipart/form-data` upload.
+#[derive(Debug, rocket::FromForm)]
+pub struct ModelUpload<'r> {
+    /// The ONNX graph (`model.onnx`).
+    pub model: Capped<&'r [u8]>,
+    /// The feature scaler (`scaler.json`).
+    pub scaler: Capped<&'r [u8]>,
+    /// `metadata.json`: format, version, architecture hash, families, threshold.
+    pub metadata: Capped<&'r [u8]>,
+    /// Store under this version instead of the one in the metadata.
+    pub version: Option<String>,
+    /// Make it the active model right away (default true).
+    pub activate: Option<bool>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelUploaded {
+    pub model_version: String,
+    pub arch_hash: String,
+    pub families: Vec<String>,
+    pub threshold: f32,
+    pub active: bool,
+}
+
+/// Stores a model after checking that tract loads it and scores a 10×78 window with it; 422
+/// names the part at fault, 409 if the version exists.
+#[rocket::post("/settings/model/upload", data = "<form>")]
+pub async fn upload_model(
+    a: Auth<Admin>,
+    app: &State<App>,
+    form: Result<Form<ModelUpload<'_>>, Errors<'_>>,
+) -> ApiResult<(Status, Json<ModelUploaded>)> {
+    let form = match form {
+        Ok(f) => f.into_inner(),
+        Err(e) if e.iter().any(|e| e.status() == Status::PayloadTooLarge) => {
+            return Err(ApiError::new(
+                Status::PayloadTooLarge,
+                "payload_too_large",
+                format!(
+                    "upload is larger than {} bytes (max_upload_bytes)",
+                    app.config.max_upload_bytes
+                ),
+            ))
+        }
+        Err(e) => return Err(super::form_errors(&e)),
+    };
+    for (field, part) in [
+        ("model", &form.model),
+        ("scaler", &form.scaler),
+        ("metadata", &form.metadata),
+    ] {
+        if !part.is_complete() {
+            return Err(ApiError::new(
+                Status::PayloadTooLarge,
+                "payload_too_large",
+                format!(
+                    "{field} is larger than {} bytes (max_upload_bytes)",
+                    app.config.max_upload_bytes
+                ),
+            ));
+        }
+    }
+    let (onnx, scaler, metadata) = (form.model.to_vec(), form.scaler.to_vec(), form.metadata.to_vec());
+    let version = form.version.clone();
+    let models = app.models.clone();
+    let installed = rocket::tokio::task::spawn_blocking(move || {
+        let files = ModelFiles {
+            onnx: &onnx,
+            scaler: &scaler,
+            metadata: &metadata,
+        };
+        // Model files are untrusted input: a graph that panics tract is a bad upload, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            models.install(&files, version.as_deref())
+        }))
+        .unwrap_or_else(|_| {
+            Err(ModelError::Invalid {
+                field: "model",
+                reason: "tract failed on this graph".into(),
+            })
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let metadata = match installed {
+        Ok(m) => m,
+        Err(ModelError::Invalid { field, reason }) => return Err(ApiError::field(field, reason)),
+        Err(e @ ModelError::Exists(_)) => return Err(ApiError::conflict(e.to_string())),
+        Err(e) => return Err(ApiError::internal(e.to_string())),
+    };
+    let active = form.activate.unwrap_or(true);
+    if active {
+        activate(app, metadata.model_version.clone()).await?;
+        store(
+            app,
+            "active_model",
+            Value::from(metadata.model_version.clone()),
+            a.user_id(),
+        )
         .await?;
-    tracing::info!(key = %s.key, user = %user, "setting updated");
-    Ok(Json(SettingOut {
-        key: s.key,
-        value: s.value,
-        updated_at: Some(s.updated_at),
-        updated_by: s.updated_by,
-        is_default: false,
-    }))
+    }
+    tracing::info!(version = %metadata.model_version, active, user = %a.user_id(), "model uploaded");
+    Ok((
+        Status::Created,
+        Json(ModelUploaded {
+            model_version: metadata.model_version,
+            arch_hash: metadata.arch_hash,
+            families: metadata.families,
+            threshold: metadata.threshold,
+            active,
+        }),
+    ))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

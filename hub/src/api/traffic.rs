@@ -120,6 +120,11 @@ pub struct PredictionEvent<'a> {
 }
 
 pub fn publish_prediction(app: &App, p: &Prediction, device_name: &str) {
+    publish_prediction_to(&app.events, p, device_name);
+}
+
+/// The `prediction` event on `/ws/live` and the device's channel.
+pub fn publish_prediction_to(events: &crate::ws::Broadcaster, p: &Prediction, device_name: &str) {
     let ev = PredictionEvent {
         id: p.id,
         device_id: p.device_id,
@@ -131,8 +136,7 @@ pub fn publish_prediction(app: &App, p: &Prediction, device_name: &str) {
         model_version: &p.model_version,
         timestamp: p.ts,
     };
-    app.events
-        .publish("prediction", &ev, &[Topic::Live, Topic::Device(p.device_id)]);
+    events.publish("prediction", &ev, &[Topic::Live, Topic::Device(p.device_id)]);
 }
 
 pub fn publish_alert(app: &App, a: &Alert) {

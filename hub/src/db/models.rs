@@ -29,7 +29,7 @@ pub struct DeviceRow {
     pub device_type: String,
     pub ip_address: IpNetwork,
     pub protocol: String,
-    pub port: i32,
+    pub port: Option<i32>,
     pub status: String,
     pub traffic_source: String,
     pub description: Option<String>,

@@ -33,6 +33,8 @@ diesel::table! {
         cert_fingerprint -> Nullable<Varchar>,
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        acked_epoch -> Nullable<Uuid>,
+        acked_seq -> Int8,
     }
 }
 
@@ -44,7 +46,7 @@ diesel::table! {
         device_type -> Text,
         ip_address -> Inet,
         protocol -> Text,
-        port -> Int4,
+        port -> Nullable<Int4>,
         status -> Text,
         traffic_source -> Text,
         description -> Nullable<Text>,

@@ -108,6 +108,8 @@ pub fn test_config(db: &TestDb, data_dir: &std::path::Path) -> Config {
     Config {
         database_url: db.url.clone(),
         data_dir: data_dir.to_path_buf(),
+        model_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default"),
+        broker_mode: gatewatch_hub::broker::BrokerMode::Off,
         http_address: [127, 0, 0, 1].into(),
         db_pool_size: 8,
         rate_limit_per_minute: 100_000,
@@ -265,6 +267,7 @@ pub struct Served {
     pub admin: String,
     pub data: tempfile::TempDir,
     pub db: TestDb,
+    pub broker: std::sync::Arc<gatewatch_hub::broker::BrokerStats>,
 }
 
 pub async fn serve(tweak: impl FnOnce(&mut Config)) -> Served {
@@ -287,6 +290,7 @@ pub async fn serve(tweak: impl FnOnce(&mut Config)) -> Served {
     let port = config.http_port;
     let app = App::new(config, pool, b"test secret test secret test secret!!");
     let tok = |i: usize, role| app.keys.issue(ids[i], "u", role, "access", Uuid::new_v4(), 900);
+    let broker = app.broker_stats.clone();
     let (admin, operator, viewer) = (tok(0, Role::Admin), tok(1, Role::Operator), tok(2, Role::Viewer));
     let rocket = gatewatch_hub::rocket(app).ignite().await.expect("ignite");
     let shutdown = rocket.shutdown();
@@ -309,5 +313,6 @@ pub async fn serve(tweak: impl FnOnce(&mut Config)) -> Served {
         admin,
         data,
         db,
+        broker,
     }
 }

@@ -1,0 +1,465 @@
+//! The agent's configuration: one TOML file (`/etc/gatewatch/agent.toml`), then
+//! `GATEWATCH_<KEY>` environment overrides, then validation with messages that name the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gatewatch_models::data::Network;
+use serde::Deserialize;
+
+use crate::flow::Mode;
+use crate::uplink::{Fsync, SpoolConfig, WhenFull};
+
+/// Every key with its default, for `--help` and the example file `agent/gatewatch-agent.example.toml`.
+pub const KEYS_HELP: &str = "\
+Configuration keys (TOML file given by --config, default /etc/gatewatch/agent.toml if present;
+environment overrides in brackets):
+  name                     this agent's name on the hub [hostname]            (GATEWATCH_NAME)
+  state_dir                agent id, spool [/var/lib/gatewatch-agent]          (GATEWATCH_STATE_DIR)
+  hub.mqtt_url             MQTT broker, mqtt://HOST:PORT [mqtt://127.0.0.1:1883] (GATEWATCH_HUB_MQTT_URL)
+  hub.heartbeat_secs       status heartbeat; offline after 3 missed [10]
+  source.kind              interface | pcap | simulator [simulator]            (GATEWATCH_SOURCE)
+  source.interface         capture interface for kind = interface            (GATEWATCH_INTERFACE)
+  source.filter            BPF filter for kind = interface [\"\"]
+  source.pcap              capture file for kind = pcap (replayed at its own timing, looped)
+  source.replay_speed      pcap replay speed, 1 = real time [1.0]
+  source.simulator_seed    simulator seed [1]
+  source.simulator_target  the simulated IoT device under attack [192.168.1.20]
+  source.attack_every_secs a simulated attack starts every so many seconds [60]
+  flow.mode                correct | cic2017 [correct]
+  detect.devices           monitored networks, CIDR list [\"192.168.0.0/16\"]   (GATEWATCH_DEVICES, comma-separated)
+  detect.model_dir         model directory [./models/default or /usr/share/gatewatch-agent/model] (GATEWATCH_MODEL_DIR)
+  detect.batch             windows per tract run [64]
+  detect.max_wait_ms       a ready window waits at most this long for its batch [200]
+  uplink.batch_max         detections per MQTT message [100]
+  uplink.batch_wait_ms     a detection waits at most this long to be sent [200]
+  uplink.in_flight         batches sent ahead of the hub's acknowledgement [32]
+  uplink.resend_after_secs unacknowledged batches are sent again after [10]
+  uplink.drain_secs        at stop, wait this long for the hub to acknowledge [10]
+  spool.max_bytes          disk spool cap [268435456]
+  spool.segment_bytes      spool segment file size [8388608]
+  spool.fsync              always | periodic | never [periodic]
+  spool.when_full          drop_oldest | reject_new [drop_oldest]
+  log                      tracing filter [info]                               (GATEWATCH_LOG)";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: Option<String>,
+    pub state_dir: PathBuf,
+    pub hub: HubConfig,
+    pub source: SourceConfig,
+    pub flow: FlowSection,
+    pub detect: DetectSection,
+    pub uplink: UplinkConfig,
+    pub spool: SpoolSection,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    pub mqtt_url: String,
+    pub heartbeat_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Interface,
+    Pcap,
+    Simulator,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    pub interface: Option<String>,
+    pub filter: String,
+    pub pcap: Option<PathBuf>,
+    pub replay_speed: f64,
+    pub simulator_seed: u64,
+    pub simulator_target: std::net::Ipv4Addr,
+    pub attack_every_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowSection {
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectSection {
+    pub devices: Vec<String>,
+    pub model_dir: Option<PathBuf>,
+    pub batch: usize,
+    pub max_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UplinkConfig {
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+    pub in_flight: usize,
+    pub resend_after_secs: u64,
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSection {
+    pub max_bytes: u64,
+    pub segment_bytes: u64,
+    pub fsync: Fsync,
+    pub when_full: WhenFull,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            name: None,
+            state_dir: PathBuf::from("/var/lib/gatewatch-agent"),
+            hub: HubConfig::default(),
+            source: SourceConfig::default(),
+            flow: FlowSection::default(),
+            detect: DetectSection::default(),
+            uplink: UplinkConfig::default(),
+            spool: SpoolSection::default(),
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            mqtt_url: "mqtt://127.0.0.1:1883".into(),
+            heartbeat_secs: 10,
+        }
+    }
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Simulator,
+            interface: None,
+            filter: String::new(),
+            pcap: None,
+            replay_speed: 1.0,
+            simulator_seed: 1,
+            simulator_target: std::net::Ipv4Addr::new(192, 168, 1, 20),
+            attack_every_secs: 60,
+        }
+    }
+}
+
+impl Default for FlowSection {
+    fn default() -> Self {
+        FlowSection { mode: "correct".into() }
+    }
+}
+
+impl Default for DetectSection {
+    fn default() -> Self {
+        DetectSection {
+            devices: vec!["192.168.0.0/16".into()],
+            model_dir: None,
+            batch: 64,
+            max_wait_ms: 200,
+        }
+    }
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            batch_max: 100,
+            batch_wait_ms: 200,
+            in_flight: 32,
+            resend_after_secs: 10,
+            drain_secs: 10,
+        }
+    }
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        let d = SpoolConfig::default();
+        SpoolSection {
+            max_bytes: d.max_bytes,
+            segment_bytes: d.segment_bytes,
+            fsync: d.fsync,
+            when_full: d.when_full,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}` {problem}; {fix}")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+/// The MQTT broker address from `hub.mqtt_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl AgentConfig {
+    /// Reads `file` (if given), applies the environment, validates.
+    pub fn load(file: Option<&Path>) -> Result<AgentConfig, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => AgentConfig::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// `GATEWATCH_<KEY>` overrides for the keys an operator changes per machine.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("GATEWATCH_NAME") {
+            self.name = Some(v);
+        }
+        if let Some(v) = get("GATEWATCH_STATE_DIR") {
+            self.state_dir = v.into();
+        }
+        if let Some(v) = get("GATEWATCH_HUB_MQTT_URL") {
+            self.hub.mqtt_url = v;
+        }
+        if let Some(v) = get("GATEWATCH_SOURCE") {
+            self.source.kind = match v.trim() {
+                "interface" => SourceKind::Interface,
+                "pcap" => SourceKind::Pcap,
+                _ => SourceKind::Simulator,
+            };
+        }
+        if let Some(v) = get("GATEWATCH_INTERFACE") {
+            self.source.interface = Some(v);
+        }
+        if let Some(v) = get("GATEWATCH_DEVICES") {
+            self.detect.devices = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("GATEWATCH_MODEL_DIR") {
+            self.detect.model_dir = Some(v.into());
+        }
+        if let Some(v) = get("GATEWATCH_LOG") {
+            self.log = v;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String, fix| Err(ConfigError::Invalid { key, problem, fix });
+        self.broker()?;
+        self.networks()?;
+        self.mode()?;
+        if self.detect.devices.is_empty() {
+            return invalid(
+                "detect.devices",
+                "is empty".into(),
+                "list the networks of the devices to watch, e.g. [\"192.168.1.0/24\"]",
+            );
+        }
+        match self.source.kind {
+            SourceKind::Interface if self.source.interface.as_deref().is_none_or(str::is_empty) => {
+                return invalid(
+                    "source.interface",
+                    "is missing while source.kind = \"interface\"".into(),
+                    "name the interface to capture from, e.g. \"eth0\"",
+                )
+            }
+            SourceKind::Pcap if self.source.pcap.is_none() => {
+                return invalid(
+                    "source.pcap",
+                    "is missing while source.kind = \"pcap\"".into(),
+                    "give the capture file to replay",
+                )
+            }
+            _ => {}
+        }
+        if !(self.source.replay_speed.is_finite() && self.source.replay_speed > 0.0) {
+            return invalid(
+                "source.replay_speed",
+                format!("is {}", self.source.replay_speed),
+                "use a number above 0",
+            );
+        }
+        if self.source.attack_every_secs < 20 {
+            return invalid(
+                "source.attack_every_secs",
+                format!("is {}", self.source.attack_every_secs),
+                "use 20 or more (each cycle needs room for benign traffic)",
+            );
+        }
+        if self.hub.heartbeat_secs == 0 || self.hub.heartbeat_secs > 3600 {
+            return invalid(
+                "hub.heartbeat_secs",
+                format!("is {}", self.hub.heartbeat_secs),
+                "use 1-3600",
+            );
+        }
+        for (key, value) in [
+            ("detect.batch", self.detect.batch),
+            ("uplink.batch_max", self.uplink.batch_max),
+            ("uplink.in_flight", self.uplink.in_flight),
+        ] {
+            if value == 0 {
+                return invalid(key, "is 0".into(), "use 1 or more");
+            }
+        }
+        if self.spool.segment_bytes < 4096 || self.spool.max_bytes < self.spool.segment_bytes {
+            return invalid(
+                "spool.max_bytes",
+                format!(
+                    "is {} with spool.segment_bytes {}",
+                    self.spool.max_bytes, self.spool.segment_bytes
+                ),
+                "keep segment_bytes >= 4096 and max_bytes >= segment_bytes",
+            );
+        }
+        Ok(())
+    }
+
+    pub fn broker(&self) -> Result<BrokerAddr, ConfigError> {
+        let bad = |problem: String| ConfigError::Invalid {
+            key: "hub.mqtt_url",
+            problem,
+            fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
+        };
+        let url = &self.hub.mqtt_url;
+        let rest = url
+            .strip_prefix("mqtt://")
+            .ok_or_else(|| bad(format!("{url:?} does not start with mqtt://")))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(format!("{url:?} has a bad port")))?),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            return Err(bad(format!("{url:?} has no host")));
+        }
+        Ok(BrokerAddr {
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+        })
+    }
+
+    pub fn networks(&self) -> Result<Vec<Network>, ConfigError> {
+        self.detect
+            .devices
+            .iter()
+            .map(|d| {
+                d.parse::<Network>().map_err(|_| ConfigError::Invalid {
+                    key: "detect.devices",
+                    problem: format!("holds {d:?}, which is not a network"),
+                    fix: "write networks in CIDR form, e.g. \"192.168.1.0/24\" or \"fd00::/8\"",
+                })
+            })
+            .collect()
+    }
+
+    pub fn mode(&self) -> Result<Mode, ConfigError> {
+        self.flow.mode.parse::<Mode>().map_err(|_| ConfigError::Invalid {
+            key: "flow.mode",
+            problem: format!("is {:?}", self.flow.mode),
+            fix: "use \"correct\" or \"cic2017\"",
+        })
+    }
+
+    pub fn spool_config(&self) -> SpoolConfig {
+        SpoolConfig {
+            max_bytes: self.spool.max_bytes,
+            segment_bytes: self.spool.segment_bytes,
+            fsync: self.spool.fsync,
+            when_full: self.spool.when_full,
+        }
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.detect.max_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_the_example_shows_them() {
+        AgentConfig::default().validate().expect("defaults are valid");
+        let example = include_str!("../gatewatch-agent.example.toml");
+        let parsed: AgentConfig = toml::from_str(example).expect("the example parses");
+        assert_eq!(parsed, AgentConfig::default());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        type Tweak = fn(&mut AgentConfig);
+        let cases: Vec<(&str, Tweak)> = vec![
+            ("hub.mqtt_url", |c| c.hub.mqtt_url = "http://x".into()),
+            ("hub.mqtt_url", |c| c.hub.mqtt_url = "mqtt://host:99999".into()),
+            ("detect.devices", |c| c.detect.devices = vec!["10.0.0.0/40".into()]),
+            ("detect.devices", |c| c.detect.devices.clear()),
+            ("source.interface", |c| c.source.kind = SourceKind::Interface),
+            ("source.pcap", |c| c.source.kind = SourceKind::Pcap),
+            ("flow.mode", |c| c.flow.mode = "fast".into()),
+            ("uplink.in_flight", |c| c.uplink.in_flight = 0),
+            ("spool.max_bytes", |c| c.spool.max_bytes = 1),
+        ];
+        for (key, tweak) in cases {
+            let mut c = AgentConfig::default();
+            tweak(&mut c);
+            let err = c.validate().expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let mut c = AgentConfig::default();
+        c.apply_env(|k| match k {
+            "GATEWATCH_HUB_MQTT_URL" => Some("mqtt://10.0.0.1:8883".into()),
+            "GATEWATCH_DEVICES" => Some("10.1.0.0/16, 10.2.0.0/16".into()),
+            _ => None,
+        });
+        assert_eq!(
+            c.broker().expect("valid"),
+            BrokerAddr {
+                host: "10.0.0.1".into(),
+                port: 8883
+            }
+        );
+        assert_eq!(c.detect.devices, ["10.1.0.0/16", "10.2.0.0/16"]);
+        let unknown = toml::from_str::<AgentConfig>("[hub]\nmqtt = \"x\"\n").expect_err("unknown key");
+        assert!(unknown.to_string().contains("mqtt"), "{unknown}");
+    }
+}

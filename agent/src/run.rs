@@ -1,0 +1,299 @@
+//! `gatewatch-agent run`: the whole agent. A pipeline thread runs source → flows → windows →
+//! tract and hands detections to the uplink, which batches them into the disk spool and
+//! sends them to the hub over MQTT. A stop request (SIGTERM) ends the source; the uplink
+//! then drains what is in flight and the agent exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatewatch_models::score::{LoadOptions, Model};
+use gatewatch_proto::{Detection, FlowRecord};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::capture::live::LiveOptions;
+use crate::capture::sim::{self, AttackType, SimConfig};
+use crate::capture::{CaptureFile, Frame};
+use crate::config::{AgentConfig, SourceKind};
+use crate::detect::{DetectConfig, DetectStats, Detector};
+use crate::flow::FlowConfig;
+use crate::pipeline::{self, Extractor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("state directory {path}: {source}. Set state_dir (GATEWATCH_STATE_DIR) to a writable directory")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot load the model: {source}. Set detect.model_dir (GATEWATCH_MODEL_DIR)")]
+    Model {
+        path: PathBuf,
+        source: gatewatch_models::Error,
+    },
+    #[error("no model found in ./models/default or /usr/share/gatewatch-agent/model: set detect.model_dir (GATEWATCH_MODEL_DIR)")]
+    NoModel,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Live(#[from] crate::capture::live::LiveError),
+    #[error(transparent)]
+    File(#[from] crate::capture::file::FileError),
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+    #[error("scoring: {0}")]
+    Score(#[from] gatewatch_models::Error),
+}
+
+/// The model directory: the configured one, else a source checkout's, else the package's.
+pub fn model_dir(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = configured {
+        return Some(dir.to_path_buf());
+    }
+    [
+        PathBuf::from("models/default"),
+        PathBuf::from("/usr/share/gatewatch-agent/model"),
+    ]
+    .into_iter()
+    .find(|d| d.join(gatewatch_models::store::ONNX_FILE).is_file())
+}
+
+pub fn load_model(config: &AgentConfig) -> Result<Model, RunError> {
+    let dir = model_dir(config.detect.model_dir.as_deref()).ok_or(RunError::NoModel)?;
+    Model::load_with(
+        &dir,
+        LoadOptions {
+            batch: config.detect.batch,
+        },
+    )
+    .map_err(|source| RunError::Model { path: dir, source })
+}
+
+/// Reads a UUID kept in `path`, or makes a new UUIDv7 and keeps it there (mode 0600).
+pub fn persistent_id(path: &Path) -> Result<Uuid, RunError> {
+    let state_err = |source| RunError::State {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Uuid::parse_str(text.trim()).map_err(|e| {
+            state_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not an id ({e}); delete the file to make a new one"),
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(state_err)?;
+            }
+            let id = Uuid::now_v7();
+            write_private(path, id.to_string().as_bytes()).map_err(state_err)?;
+            Ok(id)
+        }
+        Err(e) => Err(state_err(e)),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// What the pipeline did, for the exit summary.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineReport {
+    pub packets: u64,
+    pub flows: u64,
+    pub detect: DetectStats,
+}
+
+/// Runs the source until `stop` is set (or a pcap source fails), sending detections on
+/// `out`. Runs on its own thread: capture and scoring are blocking work.
+pub fn pipeline(
+    config: &AgentConfig,
+    model: Arc<Model>,
+    out: mpsc::Sender<Detection>,
+    stop: Arc<AtomicBool>,
+) -> Result<PipelineReport, RunError> {
+    let flow_config = FlowConfig {
+        mode: config.mode()?,
+        ..FlowConfig::default()
+    };
+    let mut detect_config = DetectConfig::new(config.networks()?);
+    detect_config.batch = config.detect.batch;
+    let mut stage = Stage {
+        detector: Detector::new(model, detect_config),
+        out,
+        max_wait: config.max_wait(),
+        last_flush: Instant::now(),
+        flows: 0,
+        packets: 0,
+        closed: false,
+    };
+    let stopped = || stop.load(Ordering::Relaxed);
+    match config.source.kind {
+        SourceKind::Interface => {
+            let options = LiveOptions {
+                interface: config.source.interface.clone().unwrap_or_default(),
+                filter: config.source.filter.clone(),
+                ..LiveOptions::default()
+            };
+            let cell = std::cell::RefCell::new(&mut stage);
+            let mut emit = |rec: FlowRecord| cell.borrow_mut().flow(&rec);
+            let (summary, _) = pipeline::run_live(&options, flow_config, &mut emit, |_| {
+                let mut stage = cell.borrow_mut();
+                stage.tick();
+                stopped() || stage.closed
+            })?;
+            stage.packets = summary.read.frames;
+        }
+        SourceKind::Pcap => {
+            let path = config.source.pcap.clone().unwrap_or_default();
+            let speed = config.source.replay_speed;
+            while !stopped() && !stage.closed {
+                let mut extractor = Extractor::new(flow_config);
+                let mut pacer = Pacer::new(speed);
+                let mut file = CaptureFile::open(&path)?;
+                let mut first_offset: Option<i64> = None;
+                file.for_each(|frame| {
+                    // Replays are shifted to now, so flows carry current times.
+                    let offset = *first_offset.get_or_insert(wall_ns() - frame.ts_ns);
+                    let shifted = Frame {
+                        ts_ns: frame.ts_ns + offset,
+                        ..*frame
+                    };
+                    if !pacer.wait(shifted.ts_ns, &stopped) {
+                        return false;
+                    }
+                    stage.packets += 1;
+                    extractor.push(&shifted, &mut |rec| stage.flow(&rec));
+                    stage.tick();
+                    !stage.closed
+                })?;
+                extractor.flush(&mut |rec| stage.flow(&rec));
+            }
+        }
+        SourceKind::Simulator => {
+            let mut extractor = Extractor::new(flow_config);
+            let period = Duration::from_secs(config.source.attack_every_secs);
+            let mut cycle: u64 = 0;
+            while !stopped() && !stage.closed {
+                // Benign and attack periods alternate; attacks rotate through every type.
+                let attack = (cycle % 2 == 1).then(|| AttackType::ALL[(cycle / 2) as usize % AttackType::ALL.len()]);
+                let mut cfg = SimConfig::new(config.source.simulator_target);
+                cfg.attack = attack;
+                cfg.duration = period;
+                cfg.seed = config.source.simulator_seed.wrapping_add(cycle);
+                cfg.start_ns = wall_ns();
+                let simulation = sim::simulate(&cfg)?;
+                tracing::info!(cycle, scenario = %attack.map_or_else(|| "benign".to_string(), |a| a.to_string()), packets = simulation.frames.len(), "simulating");
+                let mut pacer = Pacer::new(1.0);
+                for frame in &simulation.frames {
+                    if !pacer.wait(frame.ts_ns, &stopped) || stage.closed {
+                        break;
+                    }
+                    stage.packets += 1;
+                    extractor.push(&frame.as_frame(), &mut |rec| stage.flow(&rec));
+                    stage.tick();
+                }
+                extractor.advance(wall_ns(), &mut |rec| stage.flow(&rec));
+                cycle += 1;
+            }
+            extractor.flush(&mut |rec| stage.flow(&rec));
+        }
+    }
+    stage.finish()?;
+    Ok(PipelineReport {
+        packets: stage.packets,
+        flows: stage.flows,
+        detect: stage.detector.stats(),
+    })
+}
+
+/// Flows into the detector, detections out to the uplink.
+struct Stage {
+    detector: Detector,
+    out: mpsc::Sender<Detection>,
+    max_wait: Duration,
+    last_flush: Instant,
+    flows: u64,
+    packets: u64,
+    /// The uplink is gone: nothing more to do.
+    closed: bool,
+}
+
+impl Stage {
+    fn flow(&mut self, rec: &FlowRecord) {
+        self.flows += 1;
+        let out = &self.out;
+        let closed = &mut self.closed;
+        if let Err(e) = self
+            .detector
+            .push(rec, &mut |d| *closed |= out.blocking_send(d).is_err())
+        {
+            tracing::error!(error = %e, "scoring failed; windows dropped");
+        }
+    }
+
+    /// Ready windows wait at most `max_wait` for the rest of their batch.
+    fn tick(&mut self) {
+        if self.detector.pending() > 0 && self.last_flush.elapsed() >= self.max_wait {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        let out = &self.out;
+        let closed = &mut self.closed;
+        if let Err(e) = self.detector.flush(&mut |d| *closed |= out.blocking_send(d).is_err()) {
+            tracing::error!(error = %e, "scoring failed; windows dropped");
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), RunError> {
+        self.flush();
+        Ok(())
+    }
+}
+
+/// Sleeps until a packet's time comes (scaled by `speed`), waking up to check for a stop.
+struct Pacer {
+    speed: f64,
+    origin: Option<(i64, Instant)>,
+}
+
+impl Pacer {
+    fn new(speed: f64) -> Pacer {
+        Pacer { speed, origin: None }
+    }
+
+    /// False if a stop was requested while waiting.
+    fn wait(&mut self, ts_ns: i64, stopped: &impl Fn() -> bool) -> bool {
+        let (first, wall) = *self.origin.get_or_insert((ts_ns, Instant::now()));
+        let due = wall + Duration::from_nanos(((ts_ns - first).max(0) as f64 / self.speed) as u64);
+        loop {
+            if stopped() {
+                return false;
+            }
+            let now = Instant::now();
+            if due <= now {
+                return true;
+            }
+            std::thread::sleep((due - now).min(Duration::from_millis(100)));
+        }
+    }
+}
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

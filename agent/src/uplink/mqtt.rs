@@ -1,0 +1,202 @@
+//! The MQTT side of the uplink: one task polls rumqttc's event loop (which reconnects by
+//! itself) and reports link events; the uplink loop feeds detections into the [`Sender`],
+//! publishes what is due while connected, and applies the hub's acknowledgements.
+
+use std::time::{Duration, Instant};
+
+use gatewatch_proto::fleet::{self, Ack, AgentState, AgentStatus, Channel};
+use gatewatch_proto::Detection;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::sender::{Sender, SenderStats};
+use crate::config::BrokerAddr;
+
+/// Who this agent is and how it reaches the broker.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub broker: BrokerAddr,
+    pub agent_id: Uuid,
+    pub name: String,
+    pub hostname: String,
+    pub heartbeat: Duration,
+    /// At shutdown, wait this long for the hub to acknowledge what is in flight.
+    pub drain_timeout: Duration,
+}
+
+enum LinkEvent {
+    Up,
+    Down(String),
+    Ack(Ack),
+}
+
+/// What the uplink did, for the summary at exit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UplinkReport {
+    pub sender: SenderStats,
+    pub connects: u64,
+    pub disconnects: u64,
+}
+
+impl LinkConfig {
+    fn status(&self, state: AgentState, model_version: Option<String>) -> Vec<u8> {
+        let status = AgentStatus {
+            schema: fleet::SCHEMA,
+            agent_id: self.agent_id,
+            state,
+            name: self.name.clone(),
+            hostname: self.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            model_version,
+            heartbeat_secs: self.heartbeat.as_secs().max(1) as u32,
+            sent_at_ms: chrono_ms(),
+        };
+        serde_json::to_vec(&status).unwrap_or_default()
+    }
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs until `detections` closes (the pipeline ended, e.g. on SIGTERM), then drains: nothing
+/// the pipeline produced is dropped, it is spooled at least.
+pub async fn run(
+    link: LinkConfig,
+    mut sender: Sender,
+    mut detections: mpsc::Receiver<Detection>,
+    model_version: watch::Receiver<Option<String>>,
+) -> Result<UplinkReport, super::SpoolError> {
+    let status_topic = fleet::topic(link.agent_id, Channel::Status);
+    let predictions_topic = fleet::topic(link.agent_id, Channel::Predictions);
+    let ack_topic = fleet::topic(link.agent_id, Channel::Ack);
+
+    let mut options = MqttOptions::new(
+        format!("gw-agent-{}", link.agent_id),
+        &link.broker.host,
+        link.broker.port,
+    );
+    options.set_keep_alive(Duration::from_secs(5));
+    options.set_max_packet_size(4 << 20, 4 << 20);
+    options.set_last_will(LastWill::new(
+        &status_topic,
+        link.status(AgentState::Offline, None),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let (events_tx, mut events) = mpsc::channel::<LinkEvent>(256);
+    let ack_filter = ack_topic.clone();
+    let poller = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let event = match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(200);
+                    Some(LinkEvent::Up)
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_filter => {
+                    serde_json::from_slice::<Ack>(&p.payload).ok().map(LinkEvent::Ack)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    let _ = events_tx.send(LinkEvent::Down(e.to_string())).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    None
+                }
+            };
+            if let Some(event) = event {
+                if events_tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+
+    let mut report = UplinkReport::default();
+    let mut connected = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut heartbeat = tokio::time::interval(link.heartbeat);
+    let mut sync = tokio::time::interval(Duration::from_secs(1));
+    let mut input_open = true;
+    let mut last_down: Option<String> = None;
+    loop {
+        tokio::select! {
+            d = detections.recv(), if input_open => match d {
+                Some(d) => sender.push(d, Instant::now())?,
+                None => input_open = false,
+            },
+            Some(event) = events.recv() => match event {
+                LinkEvent::Up => {
+                    connected = true;
+                    report.connects += 1;
+                    last_down = None;
+                    tracing::info!(broker = %format!("{}:{}", link.broker.host, link.broker.port), "connected to the hub's broker");
+                    let _ = client.try_subscribe(&ack_topic, QoS::AtLeastOnce);
+                    let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, link.status(AgentState::Online, model_version.borrow().clone()));
+                    sender.restart(Instant::now())?;
+                }
+                LinkEvent::Down(reason) => {
+                    if connected {
+                        report.disconnects += 1;
+                    }
+                    if connected || last_down.as_deref() != Some(reason.as_str()) {
+                        tracing::warn!(%reason, spooled = sender.stats().spool.pending_records, "hub unreachable; spooling");
+                    }
+                    connected = false;
+                    last_down = Some(reason);
+                }
+                LinkEvent::Ack(ack) => sender.acked(ack, Instant::now())?,
+            },
+            _ = tick.tick() => sender.tick(Instant::now())?,
+            _ = heartbeat.tick() => if connected {
+                let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, link.status(AgentState::Online, model_version.borrow().clone()));
+            },
+            _ = sync.tick() => sender.sync()?,
+        }
+        if connected {
+            for payload in sender.due()? {
+                // A full request queue only delays: unacknowledged batches are sent again.
+                let _ = client.try_publish(&predictions_topic, QoS::AtLeastOnce, false, payload);
+            }
+        }
+        if !input_open {
+            break;
+        }
+    }
+
+    // Drain: close the open batch, give the hub a moment to acknowledge what is in flight.
+    sender.close_batch()?;
+    sender.sync()?;
+    let deadline = Instant::now() + link.drain_timeout;
+    while connected && !sender.is_drained() && Instant::now() < deadline {
+        for payload in sender.due()? {
+            let _ = client.try_publish(&predictions_topic, QoS::AtLeastOnce, false, payload);
+        }
+        match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
+            Ok(Some(LinkEvent::Ack(ack))) => sender.acked(ack, Instant::now())?,
+            Ok(Some(LinkEvent::Down(_))) | Ok(None) => connected = false,
+            Ok(Some(LinkEvent::Up)) | Err(_) => sender.tick(Instant::now())?,
+        }
+    }
+    if connected {
+        let _ = client.try_publish(
+            &status_topic,
+            QoS::AtLeastOnce,
+            true,
+            link.status(AgentState::Offline, None),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = client.try_disconnect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    poller.abort();
+    sender.sync()?;
+    report.sender = sender.stats();
+    Ok(report)
+}

@@ -1,0 +1,242 @@
+//! What the hub does with agents' messages: store them (idempotently, in one transaction per
+//! batch), then tell WebSocket clients, then say which batch is committed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use diesel::prelude::*;
+use gatewatch_proto::fleet::{AgentState, AgentStatus, PredictionBatch};
+use ipnetwork::IpNetwork;
+use uuid::Uuid;
+
+use crate::db::models::{DeviceRow, Prediction};
+use crate::db::schema::{agents, devices, predictions};
+
+/// What a committed batch produced, for the WebSocket fan-out and the acknowledgement.
+#[derive(Debug)]
+pub struct Stored {
+    /// Predictions inserted now (a re-delivered batch inserts none).
+    pub new: Vec<Prediction>,
+    pub device_names: HashMap<Uuid, String>,
+    /// Every batch of the agent's epoch up to this one is stored: what the hub acknowledges.
+    /// It only moves over batches without a gap, so a batch lost on the way is sent again.
+    pub acked_seq: u64,
+}
+
+/// A name unique among agents: the agent's own, with its id's start if another agent has it.
+fn agent_name(conn: &mut PgConnection, id: Uuid, wanted: &str) -> QueryResult<String> {
+    let wanted: String = wanted.chars().take(80).collect();
+    let taken: Option<Uuid> = agents::table
+        .filter(agents::name.eq(&wanted))
+        .select(agents::id)
+        .first(conn)
+        .optional()?;
+    Ok(match taken {
+        Some(other) if other != id => format!("{wanted}-{}", &id.simple().to_string()[..8]),
+        _ => wanted,
+    })
+}
+
+/// Records an agent's status or heartbeat; its devices follow it online and offline.
+pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTime<Utc>) -> QueryResult<()> {
+    conn.transaction(|c| {
+        let name = agent_name(c, agent, &s.name)?;
+        let state = match s.state {
+            AgentState::Online => "online",
+            AgentState::Offline => "offline",
+        };
+        // A revoked agent stays revoked whatever it says.
+        let revoked: bool = agents::table
+            .find(agent)
+            .select(agents::revoked_at.is_not_null())
+            .first(c)
+            .optional()?
+            .unwrap_or(false);
+        if revoked {
+            return Ok(());
+        }
+        diesel::insert_into(agents::table)
+            .values((
+                agents::id.eq(agent),
+                agents::name.eq(&name),
+                agents::hostname.eq(&s.hostname),
+                agents::version.eq(&s.version),
+                agents::status.eq(state),
+                agents::last_heartbeat_at.eq(now),
+            ))
+            .on_conflict(agents::id)
+            .do_update()
+            .set((
+                agents::name.eq(&name),
+                agents::hostname.eq(&s.hostname),
+                agents::version.eq(&s.version),
+                agents::status.eq(state),
+                agents::last_heartbeat_at.eq(now),
+            ))
+            .execute(c)?;
+        set_devices(c, &[agent], state)?;
+        Ok(())
+    })
+}
+
+/// Devices of these agents that are plain online/offline follow their agent.
+fn set_devices(conn: &mut PgConnection, agents_: &[Uuid], state: &str) -> QueryResult<usize> {
+    let from = if state == "online" { "offline" } else { "online" };
+    diesel::update(
+        devices::table
+            .filter(devices::agent_id.eq_any(agents_))
+            .filter(devices::status.eq(from)),
+    )
+    .set((devices::status.eq(state), devices::updated_at.eq(Utc::now())))
+    .execute(conn)
+}
+
+/// Agents whose last heartbeat is older than `silence` are marked offline with their devices.
+pub fn expire(conn: &mut PgConnection, silence: chrono::Duration, now: DateTime<Utc>) -> QueryResult<Vec<Uuid>> {
+    conn.transaction(|c| {
+        let stale: Vec<Uuid> = diesel::update(
+            agents::table
+                .filter(agents::status.eq("online"))
+                .filter(agents::last_heartbeat_at.lt(now - silence)),
+        )
+        .set(agents::status.eq("offline"))
+        .returning(agents::id)
+        .get_results(c)?;
+        if !stale.is_empty() {
+            set_devices(c, &stale, "offline")?;
+        }
+        Ok(stale)
+    })
+}
+
+/// Stores a batch of predictions in one transaction. Devices are found by (agent, address)
+/// and created on first sight; predictions whose id exists are skipped, so a batch that
+/// arrives twice stores nothing the second time.
+pub fn predictions(conn: &mut PgConnection, agent: Uuid, batch: &PredictionBatch) -> QueryResult<Stored> {
+    conn.transaction(|c| {
+        let agent_name = match agents::table
+            .find(agent)
+            .select(agents::name)
+            .first::<String>(c)
+            .optional()?
+        {
+            Some(name) => name,
+            None => {
+                let name = agent_name(c, agent, &format!("agent-{}", &agent.simple().to_string()[..8]))?;
+                diesel::insert_into(agents::table)
+                    .values((
+                        agents::id.eq(agent),
+                        agents::name.eq(&name),
+                        agents::status.eq("online"),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                name
+            }
+        };
+        let mut ids: HashMap<IpAddr, (Uuid, String)> = HashMap::new();
+        for p in &batch.predictions {
+            let ip = p.detection.device;
+            if ids.contains_key(&ip) {
+                continue;
+            }
+            let found: Option<DeviceRow> = devices::table
+                .filter(devices::agent_id.eq(agent))
+                .filter(devices::ip_address.eq(IpNetwork::from(ip)))
+                .select(DeviceRow::as_select())
+                .first(c)
+                .optional()?;
+            let device = match found {
+                Some(d) => (d.id, d.name),
+                None => {
+                    let now = Utc::now();
+                    let row = DeviceRow {
+                        id: Uuid::new_v4(),
+                        agent_id: Some(agent),
+                        name: format!("{ip} @ {agent_name}").chars().take(100).collect(),
+                        device_type: "custom".into(),
+                        ip_address: IpNetwork::from(ip),
+                        protocol: "tcp".into(),
+                        port: None,
+                        status: "online".into(),
+                        traffic_source: "live_capture".into(),
+                        description: Some("discovered by its agent".into()),
+                        last_seen_at: Some(now),
+                        threat_count_today: 0,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    diesel::insert_into(devices::table).values(&row).execute(c)?;
+                    (row.id, row.name)
+                }
+            };
+            ids.insert(ip, device);
+        }
+        let rows: Vec<Prediction> = batch
+            .predictions
+            .iter()
+            .filter_map(|p| {
+                let (device_id, _) = ids.get(&p.detection.device)?;
+                let d = &p.detection;
+                let attack = d.is_attack();
+                Some(Prediction {
+                    id: p.id,
+                    device_id: *device_id,
+                    score: f64::from(d.score),
+                    label: if attack { "attack" } else { "benign" }.into(),
+                    confidence: f64::from(d.confidence),
+                    attack_type: attack.then(|| d.family.chars().take(50).collect()),
+                    model_version: d.model_version.chars().take(100).collect(),
+                    window_start: None,
+                    window_end: None,
+                    feature_importance: None,
+                    inference_latency_ms: d.inference_latency_ms,
+                    ts: Utc
+                        .timestamp_nanos(d.window.last_ts_ns)
+                        .max(DateTime::<Utc>::UNIX_EPOCH),
+                })
+            })
+            .collect();
+        let mut new = Vec::new();
+        // Multi-row inserts, chunked under PostgreSQL's 65,535 bind parameters.
+        for chunk in rows.chunks(2_000) {
+            let inserted: Vec<Prediction> = diesel::insert_into(predictions::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .returning(Prediction::as_returning())
+                .get_results(c)?;
+            new.extend(inserted);
+        }
+        let (epoch, acked): (Option<Uuid>, i64) = agents::table
+            .find(agent)
+            .select((agents::acked_epoch, agents::acked_seq))
+            .first(c)?;
+        // A new epoch is a new spool, numbered from 1.
+        let acked = if epoch == Some(batch.epoch) {
+            acked.max(0) as u64
+        } else {
+            0
+        };
+        let acked_seq = if batch.seq <= acked + 1 {
+            acked.max(batch.seq)
+        } else {
+            acked
+        };
+        diesel::update(agents::table.find(agent))
+            .set((
+                agents::acked_epoch.eq(batch.epoch),
+                agents::acked_seq.eq(i64::try_from(acked_seq).unwrap_or(i64::MAX)),
+            ))
+            .execute(c)?;
+        let seen: Vec<Uuid> = ids.values().map(|(id, _)| *id).collect();
+        diesel::update(devices::table.filter(devices::id.eq_any(&seen)))
+            .set(devices::last_seen_at.eq(Utc::now()))
+            .execute(c)?;
+        Ok(Stored {
+            new,
+            device_names: ids.into_values().collect(),
+            acked_seq,
+        })
+    })
+}

@@ -1,0 +1,215 @@
+//! The detection model the hub scores with: the bundled one (`model_dir`) or one an admin
+//! uploaded (kept under `data_dir/models/<version>/`). An upload is checked by loading it in
+//! tract and scoring a window before it is stored; the active model is swapped atomically, so
+//! requests in flight finish on the model they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use gatewatch_models::score::{LoadOptions, Model};
+use gatewatch_models::store::{Metadata, METADATA_FILE, ONNX_FILE, SCALER_FILE};
+use gatewatch_models::{Scaler, Window, FAMILY_COUNT, FEATURE_COUNT, WINDOW};
+
+/// `active_model` value that names the bundled model.
+pub const BUNDLED: &str = crate::api::settings::DEFAULT_MODEL;
+
+/// Windows per tract run in the hub (requests score one window; explanations batch 79).
+const BATCH: usize = 80;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The upload is not a usable model; `field` names the part at fault.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("a model with version {0:?} exists already; give the upload another version")]
+    Exists(String),
+    #[error("no model called {0:?} was uploaded")]
+    Unknown(String),
+    #[error("no detection model is loaded: upload one (POST /api/v1/settings/model/upload) or set model_dir")]
+    NoneLoaded,
+    #[error("model store at {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Model(#[from] gatewatch_models::Error),
+}
+
+/// The three files of a model as uploaded.
+#[derive(Debug)]
+pub struct ModelFiles<'a> {
+    pub onnx: &'a [u8],
+    pub scaler: &'a [u8],
+    pub metadata: &'a [u8],
+}
+
+#[derive(Debug)]
+pub struct ModelStore {
+    bundled: PathBuf,
+    uploads: PathBuf,
+    /// Name the active model goes by in `active_model` (version, or [`BUNDLED`]).
+    active: RwLock<Option<(String, Arc<Model>)>>,
+}
+
+impl ModelStore {
+    /// Opens the store and loads the bundled model; without one, `/predict` answers 503
+    /// until a model is uploaded.
+    pub fn open(bundled: &Path, data_dir: &Path) -> ModelStore {
+        let store = ModelStore {
+            bundled: bundled.to_path_buf(),
+            uploads: data_dir.join("models"),
+            active: RwLock::new(None),
+        };
+        match store.activate(BUNDLED) {
+            Ok(m) => {
+                tracing::info!(dir = %bundled.display(), version = %m.metadata().model_version, "bundled model loaded")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %bundled.display(), error = %e, "no bundled model; /predict answers 503 until one is uploaded")
+            }
+        }
+        store
+    }
+
+    /// At start: activates the model `active_model` names, if it is an uploaded one; a model
+    /// that no longer loads is logged and the bundled one stays active.
+    pub fn restore(&self, active_model: Option<&str>) {
+        let Some(name) = active_model.filter(|n| *n != BUNDLED) else {
+            return;
+        };
+        match self.activate(name) {
+            Ok(m) => tracing::info!(version = %m.metadata().model_version, "uploaded model active"),
+            Err(e) => {
+                tracing::error!(model = %name, error = %e, "the active model does not load; scoring with the bundled model")
+            }
+        }
+    }
+
+    /// The model requests are scored with now.
+    pub fn active(&self) -> Result<Arc<Model>, ModelError> {
+        self.read().map(|(_, m)| m).ok_or(ModelError::NoneLoaded)
+    }
+
+    /// Name of the active model as `active_model` holds it.
+    pub fn active_name(&self) -> Option<String> {
+        self.read().map(|(n, _)| n)
+    }
+
+    fn read(&self) -> Option<(String, Arc<Model>)> {
+        match self.active.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads a stored model (or the bundled one) and makes it the active one.
+    pub fn activate(&self, name: &str) -> Result<Arc<Model>, ModelError> {
+        let dir = if name == BUNDLED {
+            self.bundled.clone()
+        } else {
+            check_version(name).map_err(|_| ModelError::Unknown(name.into()))?;
+            let dir = self.uploads.join(name);
+            if !dir.is_dir() {
+                return Err(ModelError::Unknown(name.into()));
+            }
+            dir
+        };
+        let model = Arc::new(Model::load_with(&dir, LoadOptions { batch: BATCH })?);
+        let mut guard = match self.active.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Some((name.to_string(), model.clone()));
+        Ok(model)
+    }
+
+    /// Checks an upload and stores it under its version (from the metadata, or `version`
+    /// if given). Does not activate it.
+    pub fn install(&self, files: &ModelFiles<'_>, version: Option<&str>) -> Result<Metadata, ModelError> {
+        let invalid = |field, reason: String| ModelError::Invalid { field, reason };
+        let mut metadata: Metadata =
+            serde_json::from_slice(files.metadata).map_err(|e| invalid("metadata", e.to_string()))?;
+        if let Some(v) = version {
+            metadata.model_version = v.to_string();
+        }
+        check_version(&metadata.model_version).map_err(|reason| invalid("version", reason))?;
+        metadata.validate().map_err(|e| invalid("metadata", e.to_string()))?;
+        let scaler: Scaler = serde_json::from_slice(files.scaler).map_err(|e| invalid("scaler", e.to_string()))?;
+        scaler.validate().map_err(|e| invalid("scaler", e.to_string()))?;
+        let model = Model::from_parts(
+            files.onnx,
+            scaler.clone(),
+            metadata.clone(),
+            LoadOptions { batch: BATCH },
+        )
+        .map_err(|e| invalid("model", e.to_string()))?;
+        smoke_test(&model).map_err(|reason| invalid("model", reason))?;
+
+        let dir = self.uploads.join(&metadata.model_version);
+        if dir.exists() {
+            return Err(ModelError::Exists(metadata.model_version));
+        }
+        // Write beside, then rename: a crash leaves no half-written model under its name.
+        let staging = self.uploads.join(format!(".staging-{}", uuid::Uuid::new_v4()));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ModelError::Io { path, source }
+        };
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let written = (|| {
+            std::fs::write(staging.join(ONNX_FILE), files.onnx).map_err(io(&staging))?;
+            scaler.save(&staging.join(SCALER_FILE))?;
+            metadata.save(&staging.join(METADATA_FILE))?;
+            std::fs::rename(&staging, &dir).map_err(io(&dir))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        written?;
+        Ok(metadata)
+    }
+}
+
+/// Versions name directories: letters, digits, `.`, `_`, `-`; 1–100 characters.
+fn check_version(v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.len() <= 100
+        && !v.starts_with('.')
+        && v != BUNDLED
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{v:?} is not a usable version: use 1-100 letters, digits, '.', '_' or '-' (not starting with '.', not {BUNDLED:?})"
+        ))
+    }
+}
+
+/// Scores the mean window and a window of extremes: outputs must have the right shape and be
+/// probabilities. Catches graphs that load but compute something else.
+fn smoke_test(model: &Model) -> Result<(), String> {
+    let mean: Window = [[0.0; FEATURE_COUNT]; WINDOW];
+    let scaled = model.scaler().scale_window(&mean);
+    let extreme: Window = [[1e9; FEATURE_COUNT]; WINDOW];
+    let out = model
+        .score_scaled(&[scaled, model.scaler().scale_window(&extreme)])
+        .map_err(|e| format!("does not run on a 10x78 window: {e}"))?;
+    if out.scores.len() != 2 || out.families.iter().any(|f| f.len() != FAMILY_COUNT) {
+        return Err(format!(
+            "expected a score and {FAMILY_COUNT} family probabilities per window, got {} scores and {:?}",
+            out.scores.len(),
+            out.families.iter().map(Vec::len).collect::<Vec<_>>()
+        ));
+    }
+    let probability = |p: f32| p.is_finite() && (0.0..=1.0).contains(&p);
+    if !out.scores.iter().copied().all(probability) {
+        return Err(format!("scores are not probabilities: {:?}", out.scores));
+    }
+    for f in &out.families {
+        let sum: f32 = f.iter().sum();
+        if !f.iter().copied().all(probability) || (sum - 1.0).abs() > 1e-3 {
+            return Err(format!("family outputs are not a softmax: {f:?}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The hub's end of the fleet link: storing agents' messages (idempotent, acknowledged only
+//! without gaps, devices following their agent), and the MQTT consumer against the machine's
+//! Mosquitto, where an agent cannot speak for another.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use gatewatch_hub::broker::ingest;
+use gatewatch_hub::db::schema::{agents, devices, predictions};
+use gatewatch_hub::db::Db;
+use gatewatch_proto::fleet::{self, Ack, AgentState, AgentStatus, Channel, PredictionBatch, PredictionMsg};
+use gatewatch_proto::{Detection, WindowSpan};
+use uuid::Uuid;
+
+fn status(agent: Uuid, name: &str, state: AgentState) -> AgentStatus {
+    AgentStatus {
+        schema: fleet::SCHEMA,
+        agent_id: agent,
+        state,
+        name: name.into(),
+        hostname: "gw".into(),
+        version: "0.1.0".into(),
+        model_version: Some("m1".into()),
+        heartbeat_secs: 10,
+        sent_at_ms: 0,
+    }
+}
+
+fn batch(agent: Uuid, epoch: Uuid, seq: u64, devices: &[&str], n: usize) -> PredictionBatch {
+    PredictionBatch {
+        schema: fleet::SCHEMA,
+        agent_id: agent,
+        epoch,
+        seq,
+        predictions: (0..n)
+            .map(|i| PredictionMsg {
+                id: Uuid::now_v7(),
+                detection: Detection {
+                    device: devices[i % devices.len()].parse().expect("ip"),
+                    window: WindowSpan {
+                        first_flow_id: i as u64,
+                        last_flow_id: i as u64 + 9,
+                        first_ts_ns: 1_700_000_000_000_000_000,
+                        last_ts_ns: 1_700_000_001_000_000_000,
+                    },
+                    score: if i % 2 == 0 { 0.9 } else { 0.1 },
+                    label: if i % 2 == 0 { "attack" } else { "benign" }.into(),
+                    confidence: 0.8,
+                    family: if i % 2 == 0 { "scan" } else { "benign" }.into(),
+                    family_probs: Default::default(),
+                    model_version: "m1".into(),
+                    inference_latency_ms: 0.2,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn stored(conn: &mut PgConnection) -> i64 {
+    predictions::table.count().get_result(conn).expect("count")
+}
+
+#[test]
+fn batches_are_stored_once_and_acknowledged_without_gaps() {
+    let db = common::TestDb::new();
+    let pool = Db::open(&db.url, 2).expect("db");
+    let mut c = pool.get().expect("conn");
+    let (agent, epoch) = (Uuid::now_v7(), Uuid::now_v7());
+    ingest::status(&mut c, agent, &status(agent, "kitchen", AgentState::Online), Utc::now()).expect("status");
+
+    let first = batch(agent, epoch, 1, &["192.168.1.20", "192.168.1.21"], 10);
+    let s = ingest::predictions(&mut c, agent, &first).expect("store");
+    assert_eq!((s.new.len(), s.acked_seq), (10, 1));
+    assert_eq!(s.device_names.len(), 2);
+    // The same batch again (a re-delivery): nothing new, still acknowledged.
+    let again = ingest::predictions(&mut c, agent, &first).expect("store");
+    assert_eq!((again.new.len(), again.acked_seq), (0, 1));
+    assert_eq!(stored(&mut c), 10);
+    // Devices were discovered once each, online with their agent, named after it.
+    let names: Vec<String> = devices::table
+        .filter(devices::agent_id.eq(agent))
+        .select(devices::name)
+        .order(devices::name)
+        .load(&mut c)
+        .expect("devices");
+    assert_eq!(names, ["192.168.1.20 @ kitchen", "192.168.1.21 @ kitchen"]);
+
+    // Batch 3 before 2: stored, but the acknowledgement waits for 2.
+    let third = ingest::predictions(&mut c, agent, &batch(agent, epoch, 3, &["192.168.1.20"], 4)).expect("store");
+    assert_eq!((third.new.len(), third.acked_seq), (4, 1));
+    let second = ingest::predictions(&mut c, agent, &batch(agent, epoch, 2, &["192.168.1.20"], 4)).expect("store");
+    assert_eq!(second.acked_seq, 2);
+    // A new spool epoch starts again at 1.
+    let fresh =
+        ingest::predictions(&mut c, agent, &batch(agent, Uuid::now_v7(), 1, &["192.168.1.22"], 1)).expect("store");
+    assert_eq!(fresh.acked_seq, 1);
+    assert_eq!(stored(&mut c), 19);
+}
+
+#[test]
+fn devices_follow_their_agent_and_silence_means_offline() {
+    let db = common::TestDb::new();
+    let pool = Db::open(&db.url, 2).expect("db");
+    let mut c = pool.get().expect("conn");
+    let agent = Uuid::now_v7();
+    let now = Utc::now();
+    ingest::status(&mut c, agent, &status(agent, "porch", AgentState::Online), now).expect("status");
+    ingest::predictions(&mut c, agent, &batch(agent, Uuid::now_v7(), 1, &["10.0.0.5"], 2)).expect("store");
+    let device_status = |c: &mut PgConnection| -> Vec<String> {
+        devices::table
+            .filter(devices::agent_id.eq(agent))
+            .select(devices::status)
+            .load(c)
+            .expect("devices")
+    };
+    assert_eq!(device_status(&mut c), ["online"]);
+    ingest::status(&mut c, agent, &status(agent, "porch", AgentState::Offline), now).expect("status");
+    assert_eq!(device_status(&mut c), ["offline"]);
+    ingest::status(&mut c, agent, &status(agent, "porch", AgentState::Online), now).expect("status");
+    assert_eq!(device_status(&mut c), ["online"]);
+    // No heartbeat for longer than allowed.
+    let later = now + chrono::Duration::seconds(31);
+    let stale = ingest::expire(&mut c, chrono::Duration::seconds(30), later).expect("expire");
+    assert_eq!(stale, [agent]);
+    assert_eq!(device_status(&mut c), ["offline"]);
+    // Another agent with the same name gets a distinct one.
+    let twin = Uuid::now_v7();
+    ingest::status(&mut c, twin, &status(twin, "porch", AgentState::Online), now).expect("status");
+    let name: String = agents::table
+        .find(twin)
+        .select(agents::name)
+        .first(&mut c)
+        .expect("twin");
+    assert!(name.starts_with("porch-") && name.len() == "porch-".len() + 8, "{name}");
+}
+
+#[rocket::async_test]
+async fn the_hub_consumes_mosquitto_and_an_agent_cannot_speak_for_another() {
+    let client_id = format!("gw-test-hub-{}", Uuid::now_v7().simple());
+    let hub = common::serve(|c| {
+        c.broker_mode = gatewatch_hub::broker::BrokerMode::External;
+        c.broker_url = "mqtt://127.0.0.1:1883".into();
+        c.broker_client_id = client_id.clone();
+    })
+    .await;
+    let pool = Db::open(&hub.db.url, 2).expect("db");
+    let (agent, other, epoch) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+    let mut options = rumqttc::MqttOptions::new(format!("gw-test-agent-{}", agent.simple()), "127.0.0.1", 1883);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+    client
+        .subscribe(fleet::topic(agent, Channel::Ack), rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    // Give the hub's subscription a moment to exist at the broker.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publish = |topic: String, body: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            client
+                .publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
+                .await
+                .expect("publish")
+        }
+    };
+    publish(
+        fleet::topic(agent, Channel::Status),
+        serde_json::to_vec(&status(agent, &format!("mq-{}", agent.simple()), AgentState::Online)).expect("json"),
+    )
+    .await;
+    publish(
+        fleet::topic(agent, Channel::Predictions),
+        serde_json::to_vec(&batch(agent, epoch, 1, &["192.168.5.20"], 25)).expect("json"),
+    )
+    .await;
+    // Published on this agent's topic but claiming to be another agent: refused.
+    publish(
+        fleet::topic(agent, Channel::Predictions),
+        serde_json::to_vec(&batch(other, epoch, 2, &["192.168.5.21"], 5)).expect("json"),
+    )
+    .await;
+    let ack = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    return serde_json::from_slice::<Ack>(&p.payload).expect("an ack");
+                }
+                Ok(_) => {}
+                Err(e) => panic!("broker: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the hub acknowledged");
+    assert_eq!((ack.epoch, ack.seq), (epoch, 1));
+    let mut c = pool.get().expect("conn");
+    // Give the refused message time to (not) arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&mut c), 25);
+    let other_rows: i64 = agents::table
+        .filter(agents::id.eq(other))
+        .count()
+        .get_result(&mut c)
+        .expect("count");
+    assert_eq!(other_rows, 0);
+    let app_stats = hub_rejected(&hub);
+    assert!(app_stats >= 1, "the forged batch was counted");
+    hub.shutdown.notify();
+}
+
+fn hub_rejected(hub: &common::Served) -> u64 {
+    hub.broker.rejected.load(std::sync::atomic::Ordering::Relaxed)
+}

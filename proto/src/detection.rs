@@ -1,0 +1,43 @@
+//! What the agent says about one window of a device's flows.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The verdict of the model on one device's window of 10 consecutive completed flows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The monitored device the window belongs to.
+    pub device: IpAddr,
+    pub window: WindowSpan,
+    /// Attack probability, 0..=1.
+    pub score: f32,
+    /// `benign` or `attack` (score against the model's threshold).
+    pub label: String,
+    /// `|score − 0.5|·2`: 0 undecided, 1 certain.
+    pub confidence: f32,
+    /// The most probable family (`benign`, `scan`, `dos_ddos`, …).
+    pub family: String,
+    /// Probability of every family the model knows, by name.
+    pub family_probs: std::collections::BTreeMap<String, f32>,
+    pub model_version: String,
+    /// Wall time of the tract run that scored this window (shared by its batch).
+    pub inference_latency_ms: f64,
+}
+
+impl Detection {
+    pub fn is_attack(&self) -> bool {
+        self.label == "attack"
+    }
+}
+
+/// The flows a window covers: ids given by the extractor and packet times in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpan {
+    pub first_flow_id: u64,
+    pub last_flow_id: u64,
+    /// First packet of the oldest flow.
+    pub first_ts_ns: i64,
+    /// Last packet of any flow in the window.
+    pub last_ts_ns: i64,
+}

@@ -1,0 +1,150 @@
+//! The fleet link's MQTT contract: topics and the JSON messages on them.
+//!
+//! Topics are `gw/v1/agents/{agent_id}/{channel}`; an agent publishes and subscribes only
+//! under its own id. Every message carries `schema` so either side can refuse what it does
+//! not understand. JSON keeps the traffic readable with `mosquitto_sub`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::detection::Detection;
+
+/// Version of the messages below; bumped on incompatible change.
+pub const SCHEMA: u32 = 1;
+/// Every agent topic starts with this.
+pub const ROOT: &str = "gw/v1/agents";
+
+/// The part of a topic after the agent id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Agent → hub, retained: online/offline (offline is also the last will) and heartbeats.
+    Status,
+    /// Agent → hub: batches of detections, numbered for acknowledgement.
+    Predictions,
+    /// Hub → agent: the highest batch number committed to the database.
+    Ack,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Status, Channel::Predictions, Channel::Ack];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Status => "status",
+            Channel::Predictions => "predictions",
+            Channel::Ack => "ack",
+        }
+    }
+}
+
+/// `gw/v1/agents/{agent}/{channel}`.
+pub fn topic(agent: Uuid, channel: Channel) -> String {
+    format!("{ROOT}/{agent}/{}", channel.as_str())
+}
+
+/// What the hub subscribes to for every agent's messages to it.
+pub fn hub_subscriptions() -> [String; 2] {
+    [
+        format!("{ROOT}/+/{}", Channel::Status.as_str()),
+        format!("{ROOT}/+/{}", Channel::Predictions.as_str()),
+    ]
+}
+
+/// The agent id and channel of a topic, if it is one of ours.
+pub fn parse_topic(topic: &str) -> Option<(Uuid, Channel)> {
+    let rest = topic.strip_prefix(ROOT)?.strip_prefix('/')?;
+    let (agent, channel) = rest.split_once('/')?;
+    let agent = Uuid::parse_str(agent).ok()?;
+    let channel = Channel::ALL.into_iter().find(|c| c.as_str() == channel)?;
+    Some((agent, channel))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Online,
+    Offline,
+}
+
+/// The agent's status, retained on its status topic; re-published as the heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub schema: u32,
+    pub agent_id: Uuid,
+    pub state: AgentState,
+    /// Name the operator gave the agent (config key `name`).
+    pub name: String,
+    pub hostname: String,
+    pub version: String,
+    pub model_version: Option<String>,
+    /// Seconds between heartbeats; the hub marks the agent offline after three missed.
+    pub heartbeat_secs: u32,
+    /// Milliseconds since the Unix epoch at the agent.
+    pub sent_at_ms: i64,
+}
+
+/// One detection with the id the agent gave it (a UUIDv7: time-ordered, unique without
+/// coordination), so that re-delivery stores nothing twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionMsg {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub detection: Detection,
+}
+
+/// A batch of detections. `seq` numbers batches within the agent's spool `epoch` (a new
+/// spool starts a new epoch); the hub acknowledges the highest `seq` it has committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionBatch {
+    pub schema: u32,
+    pub agent_id: Uuid,
+    pub epoch: Uuid,
+    pub seq: u64,
+    pub predictions: Vec<PredictionMsg>,
+}
+
+/// Hub → agent: every batch of `epoch` up to `seq` is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub schema: u32,
+    pub epoch: Uuid,
+    pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip_and_strangers_are_refused() {
+        let agent = Uuid::now_v7();
+        for channel in Channel::ALL {
+            assert_eq!(parse_topic(&topic(agent, channel)), Some((agent, channel)));
+        }
+        for bad in [
+            "gw/v1/agents/not-a-uuid/status",
+            "gw/v2/agents/0191e8f4-1c2b-7cc3-9d2e-0123456789ab/status",
+            "gw/v1/agents/0191e8f4-1c2b-7cc3-9d2e-0123456789ab/unknown",
+            "gw/v1/agents/0191e8f4-1c2b-7cc3-9d2e-0123456789ab",
+            "gw/v1/agents/0191e8f4-1c2b-7cc3-9d2e-0123456789ab/status/extra",
+        ] {
+            assert_eq!(parse_topic(bad), None, "{bad}");
+        }
+        assert_eq!(hub_subscriptions()[1], "gw/v1/agents/+/predictions");
+    }
+
+    #[test]
+    fn a_prediction_keeps_its_detection_fields_at_the_top_level() {
+        let json = serde_json::json!({
+            "id": "0191e8f4-1c2b-7cc3-9d2e-0123456789ab",
+            "device": "192.168.1.20",
+            "window": {"first_flow_id": 1, "last_flow_id": 10, "first_ts_ns": 5, "last_ts_ns": 9},
+            "score": 0.875, "label": "attack", "confidence": 0.75, "family": "scan",
+            "family_probs": {"benign": 0.125, "scan": 0.875},
+            "model_version": "m1", "inference_latency_ms": 0.5
+        });
+        let p: PredictionMsg = serde_json::from_value(json.clone()).expect("parses");
+        assert_eq!(p.detection.family, "scan");
+        assert_eq!(serde_json::to_value(&p).expect("serialises"), json);
+    }
+}

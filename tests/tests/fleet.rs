@@ -1,0 +1,511 @@
+//! The fleet link as one system: a hub process and two agent processes on loopback, joined
+//! through the machine's Mosquitto (external-broker mode), the hub killed with SIGKILL in the
+//! middle of the stream and started again, and a private broker taken away while an agent
+//! keeps detecting. Every prediction an agent made must be in PostgreSQL exactly once.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use serde_json::Value;
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// `target/debug` (or wherever this test binary was built): the workspace's binaries are there.
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built; run the workspace tests (cargo nextest run --workspace)",
+        path.display()
+    );
+    path
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), free_port())
+}
+
+/// A child process that is killed when the test ends, however it ends.
+struct Proc {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        cmd.stdout(Stdio::from(file)).stderr(Stdio::from(err));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Proc {
+            child,
+            name: name.into(),
+            log,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {}", self.name);
+    }
+
+    /// Waits for exit; returns the log.
+    fn wait(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let log = self.log_text();
+                assert!(
+                    status.success() || status.code().is_none(),
+                    "{} failed: {status}\n{log}",
+                    self.name
+                );
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit in {limit:?}\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Hub {
+    db: String,
+    port: u16,
+    client_id: String,
+    broker_port: u16,
+    data: PathBuf,
+}
+
+impl Hub {
+    fn start(&self, dir: &Path, run: usize) -> Proc {
+        let mut cmd = Command::new(bin("gatewatch-hub"));
+        cmd.arg("serve")
+            .env("GATEWATCH_DATABASE_URL", format!("{PG}/{}", self.db))
+            .env("GATEWATCH_DATA_DIR", &self.data)
+            .env("GATEWATCH_HTTP_ADDRESS", "127.0.0.1")
+            .env("GATEWATCH_HTTP_PORT", self.port.to_string())
+            .env("GATEWATCH_ADMIN_PASSWORD", "e2e-admin-password")
+            .env("GATEWATCH_MODEL_DIR", repo().join("models/default"))
+            .env("GATEWATCH_BROKER_URL", format!("mqtt://127.0.0.1:{}", self.broker_port))
+            .env("GATEWATCH_BROKER_CLIENT_ID", &self.client_id)
+            .env("GATEWATCH_AGENT_OFFLINE_AFTER_SECS", "4")
+            .env("GATEWATCH_LOG", "info,rocket=warn");
+        let proc = Proc::spawn("hub", cmd, dir.join(format!("hub-{run}.log")));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "hub did not listen\n{}", proc.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        proc
+    }
+
+    fn conn(&self) -> PgConnection {
+        PgConnection::establish(&format!("{PG}/{}", self.db)).expect("connect to the hub's database")
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PgConnection::establish(&format!("{PG}/postgres")) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db)).execute(&mut c);
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Status {
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .map(|c| c.n)
+        .unwrap_or(-1)
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A capture for an agent to replay in a loop: an attack on `target` among benign devices.
+fn capture(dir: &Path, attack: &str, target: &str) -> PathBuf {
+    let pcap = dir.join(format!("{attack}-{target}.pcap"));
+    let out = Command::new(bin("gatewatch-agent"))
+        .args([
+            "simulate",
+            "--attack",
+            attack,
+            "--duration",
+            "20s",
+            "--seed",
+            "5",
+            "--target",
+            target,
+            "--pcap",
+        ])
+        .arg(&pcap)
+        .output()
+        .expect("simulate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    pcap
+}
+
+fn agent_config(dir: &Path, name: &str, broker_port: u16, pcap: &Path, devices: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        r#"name = "{name}"
+state_dir = "{state}"
+log = "info"
+[hub]
+mqtt_url = "mqtt://127.0.0.1:{broker_port}"
+heartbeat_secs = 1
+[source]
+kind = "pcap"
+pcap = "{pcap}"
+replay_speed = 5.0
+[detect]
+devices = ["{devices}"]
+model_dir = "{model}"
+[uplink]
+batch_max = 50
+batch_wait_ms = 100
+resend_after_secs = 3
+"#,
+        state = dir.join(name).display(),
+        pcap = pcap.display(),
+        model = repo().join("models/default").display(),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn start_agent(dir: &Path, name: &str, config: &Path) -> Proc {
+    let mut cmd = Command::new(bin("gatewatch-agent"));
+    cmd.args(["run", "--config"]).arg(config);
+    Proc::spawn(name, cmd, dir.join(format!("{name}.log")))
+}
+
+/// "windows scored N" from an agent's exit summary.
+fn scored(log: &str) -> i64 {
+    let line = log
+        .lines()
+        .rfind(|l| l.starts_with("done:"))
+        .unwrap_or_else(|| panic!("no summary in\n{log}"));
+    let after = line.split("windows scored ").nth(1).expect("windows scored");
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+fn agent_predictions(conn: &mut PgConnection, name: &str) -> (i64, i64) {
+    let total = count(
+        conn,
+        &format!(
+            "SELECT count(*) AS n FROM predictions p JOIN devices d ON d.id = p.device_id \
+             JOIN agents a ON a.id = d.agent_id WHERE a.name = '{name}'"
+        ),
+    );
+    let distinct = count(
+        conn,
+        &format!(
+            "SELECT count(DISTINCT p.id) AS n FROM predictions p JOIN devices d ON d.id = p.device_id \
+             JOIN agents a ON a.id = d.agent_id WHERE a.name = '{name}'"
+        ),
+    );
+    (total, distinct)
+}
+
+fn statuses(conn: &mut PgConnection, sql: &str) -> Vec<String> {
+    diesel::sql_query(sql)
+        .load::<Status>(conn)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.status)
+        .collect()
+}
+
+#[test]
+fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub {
+        db: unique("gw_e2e_fleet"),
+        port: free_port(),
+        client_id: unique("gw-e2e-hub"),
+        broker_port: 1883,
+        data: dir.path().join("hub-data"),
+    };
+    let mut hub_proc = hub.start(dir.path(), 1);
+
+    // Live events: log in as the first admin, open /ws/live.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let base = format!("http://127.0.0.1:{}", hub.port);
+    let token = rt.block_on(async {
+        let r: Value = reqwest::Client::new()
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": "admin", "password": "e2e-admin-password"}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        r["access_token"].as_str().expect("token").to_string()
+    });
+    let (mut live, _) = rt
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://127.0.0.1:{}/ws/live?token={token}",
+            hub.port
+        )))
+        .expect("ws/live");
+
+    let a_name = unique("e2e-a");
+    let b_name = unique("e2e-b");
+    let a_cfg = agent_config(
+        dir.path(),
+        &a_name,
+        1883,
+        &capture(dir.path(), "slow_rate", "192.168.1.20"),
+        "192.168.1.0/24",
+    );
+    let b_cfg = agent_config(
+        dir.path(),
+        &b_name,
+        1883,
+        &capture(dir.path(), "brute_force_ssh", "192.168.7.20"),
+        "192.168.7.0/24",
+    );
+    let mut a = start_agent(dir.path(), &a_name, &a_cfg);
+    let mut b = start_agent(dir.path(), &b_name, &b_cfg);
+
+    // A prediction arrives on /ws/live.
+    let event = rt.block_on(async {
+        use futures_util::StreamExt;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(Ok(msg)) = live.next().await {
+                if let Ok(text) = msg.into_text() {
+                    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+                    if v["type"] == "prediction" {
+                        return Some(v);
+                    }
+                }
+            }
+            None
+        })
+        .await
+    });
+    let event = event
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no prediction on /ws/live\n{}", hub_proc.log_text()));
+    assert!(
+        event["data"]["device_name"].as_str().is_some_and(|n| n.contains('@')),
+        "{event}"
+    );
+
+    let mut conn = hub.conn();
+    wait_for("both agents and their devices online", Duration::from_secs(30), || {
+        let agents = statuses(
+            &mut conn,
+            &format!("SELECT status FROM agents WHERE name IN ('{a_name}', '{b_name}')"),
+        );
+        let devices = statuses(
+            &mut conn,
+            &format!(
+                "SELECT d.status FROM devices d JOIN agents a ON a.id = d.agent_id WHERE a.name IN ('{a_name}', '{b_name}')"
+            ),
+        );
+        agents.len() == 2 && agents.iter().chain(&devices).all(|s| s == "online") && devices.len() >= 2
+    });
+
+    // Kill the hub mid-stream; the agents keep detecting; start it again on the same database.
+    drop(conn);
+    hub_proc.signal("-KILL");
+    hub_proc.wait(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(6));
+    let mut hub_proc = hub.start(dir.path(), 2);
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Stop the agents (SIGTERM drains), then everything they made must be stored exactly once.
+    a.signal("-TERM");
+    b.signal("-TERM");
+    let a_log = a.wait(Duration::from_secs(30));
+    let b_log = b.wait(Duration::from_secs(30));
+    let (a_made, b_made) = (scored(&a_log), scored(&b_log));
+    assert!(
+        a_made > 100 && b_made > 100,
+        "agents scored {a_made} and {b_made} windows"
+    );
+    let mut conn = hub.conn();
+    wait_for("every prediction stored", Duration::from_secs(60), || {
+        agent_predictions(&mut conn, &a_name).0 >= a_made && agent_predictions(&mut conn, &b_name).0 >= b_made
+    });
+    for (name, made) in [(&a_name, a_made), (&b_name, b_made)] {
+        let (total, distinct) = agent_predictions(&mut conn, name);
+        assert_eq!(total, made, "{name}: stored {total}, made {made}");
+        assert_eq!(distinct, total);
+    }
+    assert!(a_log.contains("still spooled 0"), "{a_log}");
+
+    // The agents said goodbye: they and their devices are offline.
+    wait_for("agents offline", Duration::from_secs(20), || {
+        let s = statuses(
+            &mut conn,
+            &format!("SELECT status FROM agents WHERE name IN ('{a_name}', '{b_name}')"),
+        );
+        s.iter().all(|s| s == "offline")
+    });
+    let devices = statuses(
+        &mut conn,
+        &format!("SELECT d.status FROM devices d JOIN agents a ON a.id = d.agent_id WHERE a.name = '{b_name}'"),
+    );
+    assert!(devices.iter().all(|s| s == "offline"), "{devices:?}");
+    hub_proc.signal("-TERM");
+    hub_proc.wait(Duration::from_secs(15));
+}
+
+#[test]
+fn an_agent_spools_while_its_broker_is_gone_and_delivers_everything_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A broker of our own, so that it can be taken away.
+    let broker_port = free_port();
+    let broker_conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &broker_conf,
+        format!("listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+    .expect("broker config");
+    let start_broker = |run: usize| {
+        let mut cmd = Command::new("/usr/sbin/mosquitto");
+        cmd.arg("-c").arg(&broker_conf);
+        let p = Proc::spawn("mosquitto", cmd, dir.path().join(format!("mosquitto-{run}.log")));
+        wait_for("mosquitto listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_ok()
+        });
+        p
+    };
+    let mut broker = start_broker(1);
+    let hub = Hub {
+        db: unique("gw_e2e_spool"),
+        port: free_port(),
+        client_id: unique("gw-e2e-hub"),
+        broker_port,
+        data: dir.path().join("hub-data"),
+    };
+    let _hub_proc = hub.start(dir.path(), 1);
+    let name = unique("e2e-spool");
+    let cfg = agent_config(
+        dir.path(),
+        &name,
+        broker_port,
+        &capture(dir.path(), "brute_force_ssh", "192.168.3.20"),
+        "192.168.3.0/24",
+    );
+    let mut agent = start_agent(dir.path(), &name, &cfg);
+    let mut conn = hub.conn();
+    wait_for("first predictions", Duration::from_secs(60), || {
+        agent_predictions(&mut conn, &name).0 > 0
+    });
+
+    // The broker (and with it the hub) is away; the agent detects on and spools.
+    broker.signal("-KILL");
+    broker.wait(Duration::from_secs(10));
+    let outage = std::env::var("GATEWATCH_E2E_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15u64);
+    std::thread::sleep(Duration::from_secs(outage));
+    let spool = dir.path().join(&name).join("spool");
+    let segments = || {
+        std::fs::read_dir(&spool)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        segments() > 0,
+        "the agent spooled while the broker was gone\n{}",
+        agent.log_text()
+    );
+    let stored_before = agent_predictions(&mut conn, &name).0;
+    let _broker = start_broker(2);
+
+    // Back: everything arrives, acknowledged segments are deleted.
+    wait_for("the spool drained", Duration::from_secs(60), || {
+        agent_predictions(&mut conn, &name).0 > stored_before + 50
+    });
+    agent.signal("-TERM");
+    let log = agent.wait(Duration::from_secs(30));
+    let made = scored(&log);
+    wait_for("every prediction stored", Duration::from_secs(30), || {
+        agent_predictions(&mut conn, &name).0 >= made
+    });
+    let (total, distinct) = agent_predictions(&mut conn, &name);
+    assert_eq!((total, distinct), (made, made), "{log}");
+    assert!(log.contains("still spooled 0"), "{log}");
+    assert_eq!(segments(), 0, "acknowledged segments are removed");
+}
