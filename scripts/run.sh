@@ -14,7 +14,7 @@ agents="${GATEWATCH_AGENTS:-3}"
 mkdir -p "$run_dir"
 
 echo "== building (release)"
-cargo build --release --locked -p gatewatch-agent -p gatewatch-hub
+cargo build --release --locked --workspace --bins
 bin="$CARGO_TARGET_DIR/release"
 
 bash scripts/broker.sh

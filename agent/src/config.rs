@@ -25,6 +25,7 @@ environment overrides in brackets):
   source.replay_speed      pcap replay speed, 1 = real time [1.0]
   source.simulator_seed    simulator seed [1]
   source.simulator_target  the simulated IoT device under attack [192.168.1.20]
+  source.simulator_intensity  0 (mildest) to 1: rate and volume of simulated attacks [0.2]
   source.attack_every_secs a simulated attack starts every so many seconds [60]
   flow.mode                correct | cic2017 [correct]
   detect.devices           monitored networks, CIDR list [\"192.168.0.0/16\"]   (GATEWATCH_DEVICES, comma-separated)
@@ -81,6 +82,7 @@ pub struct SourceConfig {
     pub replay_speed: f64,
     pub simulator_seed: u64,
     pub simulator_target: std::net::Ipv4Addr,
+    pub simulator_intensity: f64,
     pub attack_every_secs: u64,
 }
 
@@ -153,6 +155,7 @@ impl Default for SourceConfig {
             replay_speed: 1.0,
             simulator_seed: 1,
             simulator_target: std::net::Ipv4Addr::new(192, 168, 1, 20),
+            simulator_intensity: 0.2,
             attack_every_secs: 60,
         }
     }
@@ -311,6 +314,13 @@ impl AgentConfig {
                 "source.replay_speed",
                 format!("is {}", self.source.replay_speed),
                 "use a number above 0",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.source.simulator_intensity) {
+            return invalid(
+                "source.simulator_intensity",
+                format!("is {}", self.source.simulator_intensity),
+                "use a number from 0 to 1",
             );
         }
         if self.source.attack_every_secs < 20 {

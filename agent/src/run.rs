@@ -188,6 +188,7 @@ pub fn pipeline(
                 let attack = (cycle % 2 == 1).then(|| AttackType::ALL[(cycle / 2) as usize % AttackType::ALL.len()]);
                 let mut cfg = SimConfig::new(config.source.simulator_target);
                 cfg.attack = attack;
+                cfg.intensity = config.source.simulator_intensity;
                 cfg.duration = period;
                 cfg.seed = config.source.simulator_seed.wrapping_add(cycle);
                 cfg.start_ns = wall_ns();

@@ -264,14 +264,15 @@ pub async fn stats(
     let s = app
         .db
         .run(move |c| {
-            let (total, avg_score, avg_latency_ms): (i64, Option<f64>, Option<f64>) = filter()
+            // One statement, one snapshot: counts taken apart disagree while agents insert.
+            let (total, attacks, avg_score, avg_latency_ms): (i64, i64, Option<f64>, Option<f64>) = filter()
                 .select((
                     count_star(),
+                    diesel::dsl::sql::<diesel::sql_types::BigInt>("count(*) FILTER (WHERE label = 'attack')"),
                     avg(predictions::score),
                     avg(predictions::inference_latency_ms),
                 ))
                 .first(c)?;
-            let attacks: i64 = filter().filter(predictions::label.eq("attack")).count().get_result(c)?;
             let pct = |n: i64| {
                 if total == 0 {
                     0.0
