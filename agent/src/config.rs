@@ -360,27 +360,13 @@ impl AgentConfig {
     }
 
     pub fn broker(&self) -> Result<BrokerAddr, ConfigError> {
-        let bad = |problem: String| ConfigError::Invalid {
-            key: "hub.mqtt_url",
-            problem,
-            fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
-        };
-        let url = &self.hub.mqtt_url;
-        let rest = url
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| bad(format!("{url:?} does not start with mqtt://")))?;
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(format!("{url:?} has a bad port")))?),
-            None => (rest, 1883),
-        };
-        if host.is_empty() {
-            return Err(bad(format!("{url:?} has no host")));
-        }
-        Ok(BrokerAddr {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
-            port,
-        })
+        let (host, port) =
+            gatewatch_proto::fleet::parse_broker_url(&self.hub.mqtt_url).map_err(|problem| ConfigError::Invalid {
+                key: "hub.mqtt_url",
+                problem,
+                fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
+            })?;
+        Ok(BrokerAddr { host, port })
     }
 
     pub fn networks(&self) -> Result<Vec<Network>, ConfigError> {

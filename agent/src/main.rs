@@ -479,25 +479,6 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-fn model_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = explicit {
-        return Ok(dir);
-    }
-    let candidates = [
-        PathBuf::from("models/default"),
-        PathBuf::from("/usr/share/gatewatch-agent/model"),
-    ];
-    candidates
-        .iter()
-        .find(|d| d.join("model.onnx").is_file())
-        .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no model found in ./models/default or /usr/share/gatewatch-agent/model: pass --model DIR (or set GATEWATCH_MODEL_DIR)"
-            )
-        })
-}
-
 fn score(args: ScoreArgs) -> Result<()> {
     use gatewatch_agent::detect::{DetectConfig, Detector};
     use gatewatch_models::data::Network;
@@ -513,7 +494,11 @@ fn score(args: ScoreArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()
         .context("--devices takes networks like 192.168.1.0/24 or 2001:db8::/32")?;
     let flow_config = args.flow.config()?;
-    let dir = model_dir(args.model.clone())?;
+    let dir = gatewatch_agent::run::model_dir(args.model.as_deref()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no model found in ./models/default or /usr/share/gatewatch-agent/model: pass --model DIR (or set GATEWATCH_MODEL_DIR)"
+        )
+    })?;
     let model =
         gatewatch_models::score::Model::load_with(&dir, gatewatch_models::score::LoadOptions { batch: args.batch })
             .with_context(|| format!("{}: cannot load the model", dir.display()))?;

@@ -182,7 +182,8 @@ pub fn run_live(
     ))
 }
 
-fn wall_clock_ns() -> i64 {
+/// Now, in nanoseconds since the Unix epoch (the time base of live flows).
+pub fn wall_clock_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

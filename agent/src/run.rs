@@ -163,7 +163,7 @@ pub fn pipeline(
                 let mut first_offset: Option<i64> = None;
                 file.for_each(|frame| {
                     // Replays are shifted to now, so flows carry current times.
-                    let offset = *first_offset.get_or_insert(wall_ns() - frame.ts_ns);
+                    let offset = *first_offset.get_or_insert(pipeline::wall_clock_ns() - frame.ts_ns);
                     let shifted = Frame {
                         ts_ns: frame.ts_ns + offset,
                         ..*frame
@@ -191,7 +191,7 @@ pub fn pipeline(
                 cfg.intensity = config.source.simulator_intensity;
                 cfg.duration = period;
                 cfg.seed = config.source.simulator_seed.wrapping_add(cycle);
-                cfg.start_ns = wall_ns();
+                cfg.start_ns = pipeline::wall_clock_ns();
                 let simulation = sim::simulate(&cfg)?;
                 tracing::info!(cycle, scenario = %attack.map_or_else(|| "benign".to_string(), |a| a.to_string()), packets = simulation.frames.len(), "simulating");
                 let mut pacer = Pacer::new(1.0);
@@ -203,7 +203,7 @@ pub fn pipeline(
                     extractor.push(&frame.as_frame(), &mut |rec| stage.flow(&rec));
                     stage.tick();
                 }
-                extractor.advance(wall_ns(), &mut |rec| stage.flow(&rec));
+                extractor.advance(pipeline::wall_clock_ns(), &mut |rec| stage.flow(&rec));
                 cycle += 1;
             }
             extractor.flush(&mut |rec| stage.flow(&rec));
@@ -290,11 +290,4 @@ impl Pacer {
             std::thread::sleep((due - now).min(Duration::from_millis(100)));
         }
     }
-}
-
-fn wall_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

@@ -241,23 +241,12 @@ impl Config {
         if self.broker_mode == crate::broker::BrokerMode::Off {
             return Ok(None);
         }
-        let bad = |problem: String| ConfigError::Invalid {
-            key: "broker_url",
-            problem,
-            fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
-        };
-        let url = &self.broker_url;
-        let rest = url
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| bad(format!("{url:?} does not start with mqtt://")))?
-            .trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(format!("{url:?} has a bad port")))?),
-            None => (rest, 1883),
-        };
-        if host.is_empty() {
-            return Err(bad(format!("{url:?} has no host")));
-        }
+        let (host, port) =
+            gatewatch_proto::fleet::parse_broker_url(&self.broker_url).map_err(|problem| ConfigError::Invalid {
+                key: "broker_url",
+                problem,
+                fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
+            })?;
         if self.broker_client_id.is_empty() || self.broker_client_id.len() > 64 {
             return Err(ConfigError::Invalid {
                 key: "broker_client_id",
@@ -266,7 +255,7 @@ impl Config {
             });
         }
         Ok(Some(crate::broker::BrokerSettings {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host,
             port,
             client_id: self.broker_client_id.clone(),
             username: self.broker_username.clone(),
