@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the platform on this machine: a hub (PostgreSQL, the machine's Mosquitto as the broker)
-# and three agents that simulate IoT networks under attack, detect with the shipped model and
-# report to the hub. Stops everything on Ctrl-C. State and logs go to $GATEWATCH_RUN_DIR
-# (default ./run).
+# Runs the platform on this machine: a hub (PostgreSQL, its own MQTT broker with mutual TLS on
+# 8883) and three agents that enroll with one-time tokens, simulate IoT networks under attack,
+# detect with the shipped model and report to the hub. Stops everything on Ctrl-C. State and
+# logs go to $GATEWATCH_RUN_DIR (default ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,13 +11,12 @@ run_dir="${GATEWATCH_RUN_DIR:-$PWD/run}"
 port="${GATEWATCH_HTTP_PORT:-8000}"
 database="${GATEWATCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/gatewatch}"
 agents="${GATEWATCH_AGENTS:-3}"
+mqtt_port="${GATEWATCH_MQTT_TLS_PORT:-8883}"
 mkdir -p "$run_dir"
 
 echo "== building (release)"
 cargo build --release --locked --workspace --bins
 bin="$CARGO_TARGET_DIR/release"
-
-bash scripts/broker.sh
 
 pids=()
 stop() {
@@ -31,6 +30,7 @@ password="${GATEWATCH_ADMIN_PASSWORD:-gatewatch-demo}"
 echo "== hub on http://127.0.0.1:$port (database $database, log $run_dir/hub.log)"
 GATEWATCH_DATABASE_URL="$database" GATEWATCH_DATA_DIR="$run_dir/hub" GATEWATCH_HTTP_PORT="$port" \
     GATEWATCH_ADMIN_PASSWORD="$password" GATEWATCH_MODEL_DIR="$PWD/models/default" \
+    GATEWATCH_MQTT_TLS_PORT="$mqtt_port" GATEWATCH_BROKER_MODE=embedded \
     "$bin/gatewatch-hub" serve >"$run_dir/hub.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null && break; sleep 0.2; done
@@ -55,6 +55,12 @@ attack_every_secs = 40
 devices = ["192.168.$i.0/24"]
 model_dir = "$PWD/models/default"
 EOF
+    if [ ! -f "$run_dir/$name/identity/enrollment.json" ]; then
+        read -r token fingerprint < <(GATEWATCH_DATABASE_URL="$database" GATEWATCH_DATA_DIR="$run_dir/hub" \
+            GATEWATCH_LOG=warn "$bin/gatewatch-hub" agents token --quiet)
+        "$bin/gatewatch-agent" enroll --hub "http://127.0.0.1:$port" --token "$token" --ca-sha256 "$fingerprint" \
+            --config "$run_dir/$name/agent.toml" | sed 's/^/   /'
+    fi
     "$bin/gatewatch-agent" run --config "$run_dir/$name/agent.toml" >"$run_dir/$name/agent.log" 2>&1 &
     pids+=($!)
     echo "== agent $name simulating 192.168.$i.0/24 (log $run_dir/$name/agent.log)"
@@ -66,7 +72,7 @@ cat <<EOF
    live events   ws://127.0.0.1:$port/ws/live?token=<access token>
    token         curl -s -X POST http://127.0.0.1:$port/api/v1/auth/login -H 'Content-Type: application/json' \\
                       -d '{"username":"admin","password":"$password"}'
-   on the wire   mosquitto_sub -t 'gw/v1/agents/#' -v
+   agents        GATEWATCH_DATABASE_URL=$database GATEWATCH_DATA_DIR=$run_dir/hub $bin/gatewatch-hub agents list
    Attacks start after 40 s and rotate through every type. Ctrl-C stops everything.
 EOF
 while sleep 30; do

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gatewatch_models::data::Network;
+use gatewatch_proto::fleet::BrokerUrl;
 use serde::Deserialize;
 
 use crate::flow::Mode;
@@ -16,7 +17,8 @@ Configuration keys (TOML file given by --config, default /etc/gatewatch/agent.to
 environment overrides in brackets):
   name                     this agent's name on the hub [hostname]            (GATEWATCH_NAME)
   state_dir                agent id, spool [/var/lib/gatewatch-agent]          (GATEWATCH_STATE_DIR)
-  hub.mqtt_url             MQTT broker, mqtt://HOST:PORT [mqtt://127.0.0.1:1883] (GATEWATCH_HUB_MQTT_URL)
+  hub.mqtt_url             MQTT broker, mqtts://HOST:PORT (mutual TLS, needs `enroll`) or mqtt://HOST:PORT
+                           [the enrolled hub's, else mqtt://127.0.0.1:1883]      (GATEWATCH_HUB_MQTT_URL)
   hub.heartbeat_secs       status heartbeat; offline after 3 missed [10]
   source.kind              interface | pcap | simulator [simulator]            (GATEWATCH_SOURCE)
   source.interface         capture interface for kind = interface            (GATEWATCH_INTERFACE)
@@ -60,7 +62,7 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
-    pub mqtt_url: String,
+    pub mqtt_url: Option<String>,
     pub heartbeat_secs: u32,
 }
 
@@ -139,7 +141,7 @@ impl Default for AgentConfig {
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
-            mqtt_url: "mqtt://127.0.0.1:1883".into(),
+            mqtt_url: None,
             heartbeat_secs: 10,
         }
     }
@@ -216,12 +218,8 @@ pub enum ConfigError {
     },
 }
 
-/// The MQTT broker address from `hub.mqtt_url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerAddr {
-    pub host: String,
-    pub port: u16,
-}
+/// The broker an agent uses when neither the configuration nor an enrollment names one.
+pub const DEFAULT_MQTT_URL: &str = "mqtt://127.0.0.1:1883";
 
 impl AgentConfig {
     /// Reads `file` (if given), applies the environment, validates.
@@ -253,7 +251,7 @@ impl AgentConfig {
             self.state_dir = v.into();
         }
         if let Some(v) = get("GATEWATCH_HUB_MQTT_URL") {
-            self.hub.mqtt_url = v;
+            self.hub.mqtt_url = Some(v);
         }
         if let Some(v) = get("GATEWATCH_SOURCE") {
             self.source.kind = match v.trim() {
@@ -282,7 +280,7 @@ impl AgentConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, problem: String, fix| Err(ConfigError::Invalid { key, problem, fix });
-        self.broker()?;
+        self.broker(None)?;
         self.networks()?;
         self.mode()?;
         if self.detect.devices.is_empty() {
@@ -359,14 +357,15 @@ impl AgentConfig {
         Ok(())
     }
 
-    pub fn broker(&self) -> Result<BrokerAddr, ConfigError> {
-        let (host, port) =
-            gatewatch_proto::fleet::parse_broker_url(&self.hub.mqtt_url).map_err(|problem| ConfigError::Invalid {
-                key: "hub.mqtt_url",
-                problem,
-                fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
-            })?;
-        Ok(BrokerAddr { host, port })
+    /// The broker: `hub.mqtt_url` if set, else the one the hub named at enrollment, else the
+    /// local default.
+    pub fn broker(&self, enrolled: Option<&str>) -> Result<BrokerUrl, ConfigError> {
+        let url = self.hub.mqtt_url.as_deref().or(enrolled).unwrap_or(DEFAULT_MQTT_URL);
+        gatewatch_proto::fleet::parse_broker_url(url).map_err(|problem| ConfigError::Invalid {
+            key: "hub.mqtt_url",
+            problem,
+            fix: "use mqtts://HOST:8883 (the hub's own broker) or mqtt://HOST:1883 (an external one)",
+        })
     }
 
     pub fn networks(&self) -> Result<Vec<Network>, ConfigError> {
@@ -421,8 +420,8 @@ mod tests {
     fn bad_values_name_their_key() {
         type Tweak = fn(&mut AgentConfig);
         let cases: Vec<(&str, Tweak)> = vec![
-            ("hub.mqtt_url", |c| c.hub.mqtt_url = "http://x".into()),
-            ("hub.mqtt_url", |c| c.hub.mqtt_url = "mqtt://host:99999".into()),
+            ("hub.mqtt_url", |c| c.hub.mqtt_url = Some("http://x".into())),
+            ("hub.mqtt_url", |c| c.hub.mqtt_url = Some("mqtt://host:99999".into())),
             ("detect.devices", |c| c.detect.devices = vec!["10.0.0.0/40".into()]),
             ("detect.devices", |c| c.detect.devices.clear()),
             ("source.interface", |c| c.source.kind = SourceKind::Interface),
@@ -447,12 +446,18 @@ mod tests {
             "GATEWATCH_DEVICES" => Some("10.1.0.0/16, 10.2.0.0/16".into()),
             _ => None,
         });
+        let broker = c.broker(Some("mqtts://enrolled:8883")).expect("valid");
         assert_eq!(
-            c.broker().expect("valid"),
-            BrokerAddr {
-                host: "10.0.0.1".into(),
-                port: 8883
-            }
+            (broker.host.as_str(), broker.port, broker.tls),
+            ("10.0.0.1", 8883, false)
+        );
+        let enrolled = AgentConfig::default()
+            .broker(Some("mqtts://hub.example:8883"))
+            .expect("valid");
+        assert_eq!((enrolled.host.as_str(), enrolled.tls), ("hub.example", true));
+        assert_eq!(
+            AgentConfig::default().broker(None).expect("valid").to_string(),
+            DEFAULT_MQTT_URL
         );
         assert_eq!(c.detect.devices, ["10.1.0.0/16", "10.2.0.0/16"]);
         let unknown = toml::from_str::<AgentConfig>("[hub]\nmqtt = \"x\"\n").expect_err("unknown key");

@@ -42,6 +42,27 @@ enum Command {
     /// MQTT, spooling to disk while the hub is unreachable. SIGTERM drains and exits.
     #[command(after_help = gatewatch_agent::config::KEYS_HELP)]
     Run(RunArgs),
+    /// Enroll with a hub: trade a one-time token (from `gatewatch-hub agents token` or the
+    /// API) for a client certificate, kept in the state directory. `run` then connects to the
+    /// hub's broker over mutual TLS.
+    Enroll(EnrollArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EnrollArgs {
+    /// The hub's HTTP API, e.g. http://hub.example:8000.
+    #[arg(long)]
+    hub: String,
+    /// The one-time enrollment token.
+    #[arg(long, env = "GATEWATCH_ENROLL_TOKEN", hide_env_values = true)]
+    token: String,
+    /// SHA-256 fingerprint of the hub's CA, printed with the token. Without it the agent
+    /// trusts whichever CA answers (only on a network you trust).
+    #[arg(long)]
+    ca_sha256: Option<String>,
+    /// Configuration file (for state_dir and name), as for `run`.
+    #[arg(long, env = "GATEWATCH_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -259,6 +280,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate(args),
         Command::Score(args) => score(args),
         Command::Run(args) => run_agent(args),
+        Command::Enroll(args) => enroll(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -609,6 +631,57 @@ fn score(args: ScoreArgs) -> Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
+/// The configuration file `run` and `enroll` use: the one given, else the system one if present.
+fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
+    let default_path = PathBuf::from("/etc/gatewatch/agent.toml");
+    given.or_else(|| default_path.is_file().then_some(default_path))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn enroll(args: EnrollArgs) -> Result<()> {
+    use gatewatch_agent::config::AgentConfig;
+    use gatewatch_agent::run::persistent_id;
+    use gatewatch_agent::uplink::identity::{self, EnrollParams};
+
+    let config = AgentConfig::load(config_path(args.config).as_deref())?;
+    let ca_sha256 = match &args.ca_sha256 {
+        Some(typed) => Some(
+            gatewatch_proto::enroll::normalise_fingerprint(typed)
+                .context("--ca-sha256 must be 64 hex digits (colons and spaces allowed)")?,
+        ),
+        None => {
+            eprintln!("warning: no --ca-sha256; trusting the CA the hub sends");
+            None
+        }
+    };
+    let agent_id = persistent_id(&config.state_dir.join("agent_id"))?;
+    let hostname = hostname();
+    let params = EnrollParams {
+        hub_url: args.hub,
+        token: args.token,
+        ca_sha256,
+        agent_id,
+        name: config.name.clone().unwrap_or_else(|| hostname.clone()),
+        hostname,
+    };
+    let id = identity::enroll(&config.state_dir, &params).context("enrollment failed")?;
+    println!(
+        "enrolled as agent {} (identity in {})",
+        id.agent_id,
+        config.state_dir.join("identity").display()
+    );
+    match &config.hub.mqtt_url {
+        Some(url) => println!("hub.mqtt_url is set to {url}; the hub's broker is {}", id.mqtt_url),
+        None => println!("`gatewatch-agent run` will connect to {}", id.mqtt_url),
+    }
+    Ok(())
+}
+
 fn run_agent(args: RunArgs) -> Result<()> {
     use gatewatch_agent::config::AgentConfig;
     use gatewatch_agent::run::{self, persistent_id};
@@ -616,8 +689,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let default_path = PathBuf::from("/etc/gatewatch/agent.toml");
-    let path = args.config.or_else(|| default_path.is_file().then_some(default_path));
+    let path = config_path(args.config);
     let config = AgentConfig::load(path.as_deref())?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("config key `log`")?)
@@ -631,13 +703,33 @@ fn run_agent(args: RunArgs) -> Result<()> {
             "config: {}",
             path.as_ref().map_or("(defaults)".into(), |p| p.display().to_string())
         );
-        println!("broker: {:?}", config.broker()?);
+        let identity = gatewatch_agent::uplink::identity::Identity::load(&config.state_dir)?;
+        println!(
+            "broker: {}",
+            config.broker(identity.as_ref().map(|i| i.mqtt_url.as_str()))?
+        );
+        match identity {
+            Some(id) => println!("enrolled as: {}", id.agent_id),
+            None => println!("enrolled: no"),
+        }
         println!("devices: {}", config.detect.devices.join(", "));
         println!("model: {version}");
         println!("configuration is valid");
         return Ok(());
     }
-    let agent_id = persistent_id(&config.state_dir.join("agent_id"))?;
+    let identity = gatewatch_agent::uplink::identity::Identity::load(&config.state_dir)?;
+    let broker = config.broker(identity.as_ref().map(|i| i.mqtt_url.as_str()))?;
+    let tls = match (&identity, broker.tls) {
+        (Some(id), true) => Some(Arc::new(id.tls_config()?)),
+        (None, true) => anyhow::bail!(
+            "hub.mqtt_url is {broker}, which needs this agent's certificate: run `gatewatch-agent enroll` first"
+        ),
+        (_, false) => None,
+    };
+    let agent_id = match &identity {
+        Some(id) => id.agent_id,
+        None => persistent_id(&config.state_dir.join("agent_id"))?,
+    };
     let spool_dir = config.state_dir.join("spool");
     let epoch = persistent_id(&spool_dir.join("epoch"))?;
     let spool = Spool::open(&spool_dir, config.spool_config()).context("opening the spool")?;
@@ -658,11 +750,10 @@ fn run_agent(args: RunArgs) -> Result<()> {
             resend_after: Duration::from_secs(config.uplink.resend_after_secs),
         },
     );
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let hostname = hostname();
     let link = mqtt::LinkConfig {
-        broker: config.broker()?,
+        broker: broker.clone(),
+        tls,
         agent_id,
         name: config.name.clone().unwrap_or_else(|| hostname.clone()),
         hostname,
@@ -677,7 +768,25 @@ fn run_agent(args: RunArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    let (_model_tx, model_rx) = tokio::sync::watch::channel(Some(version));
+    let model_version = tokio::sync::watch::Sender::new(Some(version));
+    let (models_tx, models_rx) = std::sync::mpsc::channel();
+    // Rollouts come over QUIC, which needs the enrolled identity.
+    let rollout = match &identity {
+        Some(id) if broker.tls => {
+            let _guard = runtime.enter();
+            let client = gatewatch_agent::uplink::bulk::BulkClient::new(id, &broker.host, id.quic_port)
+                .context("setting up QUIC to the hub")?;
+            Some(Arc::new(gatewatch_agent::uplink::rollout::Rollout {
+                client: Arc::new(client),
+                models_dir: config.state_dir.join("models"),
+                load: gatewatch_models::score::LoadOptions {
+                    batch: config.detect.batch,
+                },
+                to_pipeline: models_tx,
+            }))
+        }
+        _ => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = stop.clone();
     runtime.spawn(async move {
@@ -695,9 +804,9 @@ fn run_agent(args: RunArgs) -> Result<()> {
     let pipeline_config = config.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || run::pipeline(&pipeline_config, model, tx, stop))
+        .spawn(move || run::pipeline(&pipeline_config, model, models_rx, tx, stop))
         .context("starting the pipeline thread")?;
-    let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_rx));
+    let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_version, rollout));
     let pipeline = pipeline
         .join()
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;

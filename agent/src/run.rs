@@ -58,6 +58,20 @@ pub fn model_dir(configured: Option<&Path>) -> Option<PathBuf> {
 }
 
 pub fn load_model(config: &AgentConfig) -> Result<Model, RunError> {
+    // A model the hub rolled out wins over the configured one; one that no longer loads does not.
+    if let Some(dir) = crate::uplink::rollout::current_model(&config.state_dir.join("models")) {
+        match Model::load_with(
+            &dir,
+            LoadOptions {
+                batch: config.detect.batch,
+            },
+        ) {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "the rolled-out model does not load; using the configured one")
+            }
+        }
+    }
     let dir = model_dir(config.detect.model_dir.as_deref()).ok_or(RunError::NoModel)?;
     Model::load_with(
         &dir,
@@ -118,6 +132,7 @@ pub struct PipelineReport {
 pub fn pipeline(
     config: &AgentConfig,
     model: Arc<Model>,
+    models: std::sync::mpsc::Receiver<Arc<Model>>,
     out: mpsc::Sender<Detection>,
     stop: Arc<AtomicBool>,
 ) -> Result<PipelineReport, RunError> {
@@ -129,6 +144,7 @@ pub fn pipeline(
     detect_config.batch = config.detect.batch;
     let mut stage = Stage {
         detector: Detector::new(model, detect_config),
+        models,
         out,
         max_wait: config.max_wait(),
         last_flush: Instant::now(),
@@ -220,6 +236,8 @@ pub fn pipeline(
 /// Flows into the detector, detections out to the uplink.
 struct Stage {
     detector: Detector,
+    /// Models rolled out by the hub, swapped in between batches.
+    models: std::sync::mpsc::Receiver<Arc<Model>>,
     out: mpsc::Sender<Detection>,
     max_wait: Duration,
     last_flush: Instant,
@@ -244,6 +262,12 @@ impl Stage {
 
     /// Ready windows wait at most `max_wait` for the rest of their batch.
     fn tick(&mut self) {
+        if let Ok(model) = self.models.try_recv() {
+            // Windows ready now were made for the old model's batch: score them first.
+            self.flush();
+            tracing::info!(version = %model.metadata().model_version, "scoring with the new model");
+            self.detector.set_model(model);
+        }
         if self.detector.pending() > 0 && self.last_flush.elapsed() >= self.max_wait {
             self.flush();
         }

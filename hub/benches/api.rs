@@ -174,7 +174,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
             ))
             .execute(&mut c)?;
     }
-    let app = App::new(config, db, b"benchmark secret benchmark secret!!");
+    let app = App::new(config, db, b"benchmark secret benchmark secret!!").expect("app");
     let token = app
         .keys
         .issue(operator, "bench", Role::Operator, "access", Uuid::new_v4(), 3600);

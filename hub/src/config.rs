@@ -21,12 +21,19 @@ by the environment variable GATEWATCH_<KEY in upper case>):
   max_body_bytes           largest JSON body [16777216]
   max_upload_bytes         largest file upload [104857600]
   ws_queue_len             events buffered per WebSocket client before the oldest is dropped [256]
-  broker_mode              fleet link over MQTT: external (a broker such as Mosquitto) or off [external]
-  broker_url               the MQTT broker, mqtt://HOST:PORT [mqtt://127.0.0.1:1883]
-  broker_client_id         the hub's MQTT client id; keep it stable (persistent session) [gatewatch-hub]
-  broker_username          MQTT user name [none]; the password only from GATEWATCH_BROKER_PASSWORD
+  broker_mode              fleet link over MQTT: embedded (the hub's own broker, agents enrolled with
+                           mutual TLS), external (a broker such as Mosquitto) or off [embedded]
+  mqtt_tls_port            embedded mode: MQTT over mutual TLS for agents, on http_address [8883]
+  quic_port                embedded mode: QUIC (UDP) with mutual TLS for model downloads and flow
+                           uploads, on http_address [4433]
+  tls_names                extra host names/addresses in the hub's TLS certificate, comma-separated
+                           (TOML: list) [localhost,127.0.0.1]
+  max_agents               embedded mode: most agents connected at once [10000]
+  broker_url               external mode: the MQTT broker, mqtt://HOST:PORT [mqtt://127.0.0.1:1883]
+  broker_client_id         external mode: the hub's MQTT client id; keep it stable [gatewatch-hub]
+  broker_username          external mode: MQTT user name [none]; the password only from GATEWATCH_BROKER_PASSWORD
   agent_offline_after_secs an agent without heartbeat for this long is offline [30]
-  log                      tracing filter [info,rocket=warn]";
+  log                      tracing filter [info,rocket=warn,rumqttd=warn]";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +51,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     pub ws_queue_len: usize,
     pub broker_mode: crate::broker::BrokerMode,
+    pub mqtt_tls_port: u16,
+    pub quic_port: u16,
+    pub tls_names: Vec<String>,
+    pub max_agents: usize,
     pub broker_url: String,
     pub broker_client_id: String,
     pub broker_username: Option<String>,
@@ -68,15 +79,29 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: 100 * 1024 * 1024,
             ws_queue_len: 256,
-            broker_mode: crate::broker::BrokerMode::External,
+            broker_mode: crate::broker::BrokerMode::Embedded,
+            mqtt_tls_port: 8883,
+            quic_port: 4433,
+            tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+            max_agents: 10_000,
             broker_url: "mqtt://127.0.0.1:1883".into(),
             broker_client_id: "gatewatch-hub".into(),
             broker_username: None,
             broker_password: None,
             agent_offline_after_secs: 30,
-            log: "info,rocket=warn".into(),
+            log: "info,rocket=warn,rumqttd=warn".into(),
         }
     }
+}
+
+/// A DNS name or an IP address (what a certificate's subject alternative name can hold).
+fn valid_tls_name(name: &str) -> bool {
+    name.parse::<std::net::IpAddr>().is_ok()
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
 }
 
 /// A source checkout's shipped model, else where the package installs it.
@@ -204,15 +229,37 @@ impl Config {
             self.broker_mode = match v.trim() {
                 "off" => crate::broker::BrokerMode::Off,
                 "external" => crate::broker::BrokerMode::External,
+                "embedded" => crate::broker::BrokerMode::Embedded,
                 _ => {
                     return Err(ConfigError::Env {
                         var: "GATEWATCH_BROKER_MODE".into(),
                         key: "broker_mode",
                         value: v,
-                        fix: "use external or off",
+                        fix: "use embedded, external or off",
                     })
                 }
             };
+        }
+        if let Some(v) = get("GATEWATCH_MQTT_TLS_PORT") {
+            self.mqtt_tls_port = parse(
+                "GATEWATCH_MQTT_TLS_PORT",
+                "mqtt_tls_port",
+                v,
+                "give a port number 1-65535",
+            )?;
+        }
+        if let Some(v) = get("GATEWATCH_QUIC_PORT") {
+            self.quic_port = parse("GATEWATCH_QUIC_PORT", "quic_port", v, "give a port number 1-65535")?;
+        }
+        if let Some(v) = get("GATEWATCH_TLS_NAMES") {
+            self.tls_names = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("GATEWATCH_MAX_AGENTS") {
+            self.max_agents = parse("GATEWATCH_MAX_AGENTS", "max_agents", v, num)?;
         }
         if let Some(v) = get("GATEWATCH_BROKER_URL") {
             self.broker_url = v;
@@ -238,30 +285,78 @@ impl Config {
 
     /// The broker settings when the fleet link is on.
     pub fn broker(&self) -> Result<Option<crate::broker::BrokerSettings>, ConfigError> {
-        if self.broker_mode == crate::broker::BrokerMode::Off {
-            return Ok(None);
-        }
-        let (host, port) =
-            gatewatch_proto::fleet::parse_broker_url(&self.broker_url).map_err(|problem| ConfigError::Invalid {
-                key: "broker_url",
-                problem,
-                fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
-            })?;
-        if self.broker_client_id.is_empty() || self.broker_client_id.len() > 64 {
-            return Err(ConfigError::Invalid {
-                key: "broker_client_id",
-                problem: format!("is {:?}", self.broker_client_id),
-                fix: "give 1-64 characters",
-            });
-        }
-        Ok(Some(crate::broker::BrokerSettings {
-            host,
-            port,
-            client_id: self.broker_client_id.clone(),
-            username: self.broker_username.clone(),
-            password: self.broker_password.clone(),
-            offline_after: std::time::Duration::from_secs(self.agent_offline_after_secs.max(1)),
-        }))
+        use crate::broker::{BrokerMode, BrokerSettings, Link};
+        let offline_after = std::time::Duration::from_secs(self.agent_offline_after_secs.max(1));
+        let link = match self.broker_mode {
+            BrokerMode::Off => return Ok(None),
+            BrokerMode::Embedded => {
+                if self.mqtt_tls_port == 0 || self.mqtt_tls_port == self.http_port {
+                    return Err(ConfigError::Invalid {
+                        key: "mqtt_tls_port",
+                        problem: format!("is {}", self.mqtt_tls_port),
+                        fix: "give a port number 1-65535 other than http_port (8883 is MQTT over TLS)",
+                    });
+                }
+                if self.quic_port == 0 {
+                    return Err(ConfigError::Invalid {
+                        key: "quic_port",
+                        problem: "is 0".into(),
+                        fix: "give a UDP port number 1-65535 (4433 by default)",
+                    });
+                }
+                if self.max_agents == 0 {
+                    return Err(ConfigError::Invalid {
+                        key: "max_agents",
+                        problem: "is 0".into(),
+                        fix: "give the largest fleet size you expect, e.g. 10000",
+                    });
+                }
+                if let Some(bad) = self.tls_names.iter().find(|n| !valid_tls_name(n)) {
+                    return Err(ConfigError::Invalid {
+                        key: "tls_names",
+                        problem: format!("contains {bad:?}"),
+                        fix: "list DNS names or IP addresses, e.g. [\"hub.example.com\", \"10.0.0.2\"]",
+                    });
+                }
+                Link::Embedded {
+                    listen: std::net::SocketAddr::new(self.http_address, self.mqtt_tls_port),
+                    quic: std::net::SocketAddr::new(self.http_address, self.quic_port),
+                    tls_names: self.tls_names.clone(),
+                    max_agents: self.max_agents,
+                }
+            }
+            BrokerMode::External => {
+                let url = gatewatch_proto::fleet::parse_broker_url(&self.broker_url).map_err(|problem| {
+                    ConfigError::Invalid {
+                        key: "broker_url",
+                        problem,
+                        fix: "use mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883",
+                    }
+                })?;
+                if url.tls {
+                    return Err(ConfigError::Invalid {
+                        key: "broker_url",
+                        problem: format!("is {url}: the hub connects to an external broker without TLS"),
+                        fix: "use mqtt://HOST:PORT on a trusted network, or broker_mode = \"embedded\"",
+                    });
+                }
+                if self.broker_client_id.is_empty() || self.broker_client_id.len() > 64 {
+                    return Err(ConfigError::Invalid {
+                        key: "broker_client_id",
+                        problem: format!("is {:?}", self.broker_client_id),
+                        fix: "give 1-64 characters",
+                    });
+                }
+                Link::External {
+                    host: url.host,
+                    port: url.port,
+                    client_id: self.broker_client_id.clone(),
+                    username: self.broker_username.clone(),
+                    password: self.broker_password.clone(),
+                }
+            }
+        };
+        Ok(Some(BrokerSettings { link, offline_after }))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -383,6 +478,46 @@ mod tests {
     }
 
     #[test]
+    fn broker_modes_are_checked_for_what_they_need() {
+        use crate::broker::{BrokerMode, Link};
+        let embedded = Config::default().broker().expect("valid").expect("on");
+        assert!(matches!(embedded.link, Link::Embedded { listen, .. } if listen.port() == 8883));
+        let clash = Config {
+            mqtt_tls_port: 8000,
+            ..Config::default()
+        };
+        assert!(clash
+            .validate()
+            .expect_err("clash")
+            .to_string()
+            .contains("mqtt_tls_port"));
+        let bad_name = Config {
+            tls_names: vec!["not a name".into()],
+            ..Config::default()
+        };
+        assert!(bad_name.validate().expect_err("bad").to_string().contains("tls_names"));
+        let tls_external = Config {
+            broker_mode: BrokerMode::External,
+            broker_url: "mqtts://broker:8883".into(),
+            ..Config::default()
+        };
+        assert!(tls_external
+            .validate()
+            .expect_err("tls")
+            .to_string()
+            .contains("broker_url"));
+        let mut env = Config::default();
+        env.apply_env(|k| match k {
+            "GATEWATCH_BROKER_MODE" => Some("off".into()),
+            "GATEWATCH_TLS_NAMES" => Some("hub.example, 10.0.0.2".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(env.tls_names, ["hub.example", "10.0.0.2"]);
+        assert!(env.broker().expect("valid").is_none());
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         let err = toml::from_str::<Config>("http_prot = 1")
             .expect_err("must fail")
@@ -410,6 +545,10 @@ mod example_file {
         assert_eq!(cfg, super::Config::default(), "the example shows the defaults");
         let table: toml::Table = toml::from_str(text).expect("table");
         for line in super::KEYS_HELP.lines().skip(2) {
+            // Continuation lines of a key's description start with spaces only.
+            if line.starts_with("                           ") {
+                continue;
+            }
             let key = line.split_whitespace().next().unwrap_or("");
             // Keys without a fixed default are shown commented out.
             if ["model_dir", "broker_username"].contains(&key) {

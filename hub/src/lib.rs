@@ -9,11 +9,13 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod bulk;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod model;
 pub mod openapi;
+pub mod pki;
 pub mod setup;
 pub mod ws;
 
@@ -40,11 +42,24 @@ pub struct App {
     pub models: Arc<model::ModelStore>,
     /// Counters of the fleet link.
     pub broker_stats: Arc<broker::BrokerStats>,
+    /// Counters of the agents' TLS listener.
+    pub gateway_stats: Arc<broker::gateway::GatewayStats>,
+    /// Counters of the QUIC endpoint.
+    pub bulk_stats: Arc<bulk::BulkStats>,
+    /// The CA that signs agent certificates.
+    pub ca: Arc<pki::Ca>,
+    /// Which agent certificates are trusted now.
+    pub identities: Arc<broker::identity::Registry>,
 }
 
 impl App {
-    pub fn new(config: Config, db: Db, jwt_secret: &[u8]) -> App {
-        App {
+    /// Loads (or on first start creates) the CA in `data_dir`.
+    pub fn new(config: Config, db: Db, jwt_secret: &[u8]) -> Result<App, pki::PkiError> {
+        Ok(App {
+            ca: Arc::new(pki::Ca::load_or_create(&config.data_dir)?),
+            identities: Arc::default(),
+            gateway_stats: Arc::default(),
+            bulk_stats: Arc::default(),
             user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),
             login_limit: RateLimiter::per_minute(config.login_attempts_per_minute),
             events: Broadcaster::new(config.ws_queue_len),
@@ -53,7 +68,7 @@ impl App {
             keys: Keys::new(jwt_secret),
             db,
             config,
-        }
+        })
     }
 }
 
@@ -74,10 +89,18 @@ pub fn rocket(app: App) -> Rocket<Build> {
     let cors = api::cors::Cors::new(&app.config.cors_origins);
     // Validated at load; the link starts once the server runs.
     let broker = app.config.broker().ok().flatten();
-    let fleet_link = rocket::fairing::AdHoc::on_liftoff("fleet link", move |rocket| {
+    // Started at ignition so that a port in use stops the hub with a clear error.
+    let fleet_link = rocket::fairing::AdHoc::try_on_ignite("fleet link", move |rocket| {
         Box::pin(async move {
-            if let (Some(settings), Some(app)) = (broker, rocket.state::<App>()) {
-                broker::spawn(settings, app.db.clone(), app.events.clone(), app.broker_stats.clone());
+            let (Some(settings), Some(app)) = (broker, rocket.state::<App>()) else {
+                return Ok(rocket);
+            };
+            match broker::start(settings, app).await {
+                Ok(()) => Ok(rocket),
+                Err(e) => {
+                    tracing::error!(error = %e, "the fleet link could not start");
+                    Err(rocket)
+                }
             }
         })
     });

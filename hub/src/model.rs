@@ -45,8 +45,11 @@ pub struct ModelFiles<'a> {
 pub struct ModelStore {
     bundled: PathBuf,
     uploads: PathBuf,
-    /// Name the active model goes by in `active_model` (version, or [`BUNDLED`]).
-    active: RwLock<Option<(String, Arc<Model>)>>,
+    /// Name the active model goes by in `active_model` (version, or [`BUNDLED`]), the model,
+    /// and the directory it was loaded from.
+    active: RwLock<Option<(String, Arc<Model>, PathBuf)>>,
+    /// The active model's version, for those who roll it out to agents.
+    version: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl ModelStore {
@@ -57,6 +60,7 @@ impl ModelStore {
             bundled: bundled.to_path_buf(),
             uploads: data_dir.join("models"),
             active: RwLock::new(None),
+            version: tokio::sync::watch::Sender::new(None),
         };
         match store.activate(BUNDLED) {
             Ok(m) => {
@@ -85,15 +89,25 @@ impl ModelStore {
 
     /// The model requests are scored with now.
     pub fn active(&self) -> Result<Arc<Model>, ModelError> {
-        self.read().map(|(_, m)| m).ok_or(ModelError::NoneLoaded)
+        self.read().map(|(_, m, _)| m).ok_or(ModelError::NoneLoaded)
+    }
+
+    /// Follows the active model's version.
+    pub fn watch_version(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.version.subscribe()
+    }
+
+    /// The active model's version and its directory (what agents download).
+    pub fn active_files(&self) -> Option<(String, PathBuf)> {
+        self.read().map(|(_, m, dir)| (m.metadata().model_version.clone(), dir))
     }
 
     /// Name of the active model as `active_model` holds it.
     pub fn active_name(&self) -> Option<String> {
-        self.read().map(|(n, _)| n)
+        self.read().map(|(n, _, _)| n)
     }
 
-    fn read(&self) -> Option<(String, Arc<Model>)> {
+    fn read(&self) -> Option<(String, Arc<Model>, PathBuf)> {
         match self.active.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -117,7 +131,9 @@ impl ModelStore {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *guard = Some((name.to_string(), model.clone()));
+        *guard = Some((name.to_string(), model.clone(), dir));
+        drop(guard);
+        self.version.send_replace(Some(model.metadata().model_version.clone()));
         Ok(model)
     }
 

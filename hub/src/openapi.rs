@@ -25,6 +25,10 @@ use crate::api;
         api::auth::UserOut,
         crate::auth::Role,
         api::agents::AgentOut,
+        api::agents::NewToken,
+        api::agents::TokenIssued,
+        gatewatch_proto::enroll::EnrollRequest,
+        gatewatch_proto::enroll::EnrollResponse,
         api::devices::Device,
         api::devices::NewDevice,
         api::devices::UpdateDevice,
@@ -106,6 +110,21 @@ const OPS: &[Op] = &[
     ("GET", "/api/v1/auth/me", None, 200, Some("UserOut")),
     ("POST", "/api/v1/devices", Some("NewDevice"), 201, Some("Device")),
     ("GET", "/api/v1/agents", None, 200, None),
+    (
+        "POST",
+        "/api/v1/agents/enrollment-tokens",
+        Some("NewToken"),
+        201,
+        Some("TokenIssued"),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/enroll",
+        Some("EnrollRequest"),
+        200,
+        Some("EnrollResponse"),
+    ),
+    ("POST", "/api/v1/agents/{id}/revoke", None, 200, Some("AgentOut")),
     ("GET", "/api/v1/devices/{id}", None, 200, Some("Device")),
     ("PUT", "/api/v1/devices/{id}", Some("UpdateDevice"), 200, Some("Device")),
     ("DELETE", "/api/v1/devices/{id}", None, 204, None),
@@ -338,7 +357,7 @@ pub fn build<'a>(routes: impl Iterator<Item = &'a Route>) -> OpenApiDoc {
                 }
             } } } });
         }
-        if !(path.ends_with("/auth/login") || path.ends_with("/auth/refresh")) {
+        if !(path.ends_with("/auth/login") || path.ends_with("/auth/refresh") || path.ends_with("/agents/enroll")) {
             op["security"] = json!([{ "bearer": [] }]);
         }
         let entry = paths.entry(path).or_insert_with(|| json!({}));

@@ -23,16 +23,19 @@ pub enum Channel {
     Predictions,
     /// Hub → agent: the highest batch number committed to the database.
     Ack,
+    /// Hub → agent: something to do ([`Command`]).
+    Command,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Status, Channel::Predictions, Channel::Ack];
+    pub const ALL: [Channel; 4] = [Channel::Status, Channel::Predictions, Channel::Ack, Channel::Command];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Status => "status",
             Channel::Predictions => "predictions",
             Channel::Ack => "ack",
+            Channel::Command => "cmd",
         }
     }
 }
@@ -40,6 +43,11 @@ impl Channel {
 /// `gw/v1/agents/{agent}/{channel}`.
 pub fn topic(agent: Uuid, channel: Channel) -> String {
     format!("{ROOT}/{agent}/{}", channel.as_str())
+}
+
+/// The MQTT client id of an agent; the hub's listener holds agents to it.
+pub fn agent_client_id(agent: Uuid) -> String {
+    format!("gw-agent-{agent}")
 }
 
 /// What the hub subscribes to for every agent's messages to it.
@@ -59,20 +67,76 @@ pub fn parse_topic(topic: &str) -> Option<(Uuid, Channel)> {
     Some((agent, channel))
 }
 
-/// Host and port of `mqtt://HOST[:PORT]` (port 1883 if absent), or what is wrong with it.
-pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("{url:?} does not start with mqtt://"))?
-        .trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url:?} has a bad port"))?),
-        None => (rest, 1883),
+/// Where an MQTT broker is: `mqtt://HOST[:PORT]` (plain, port 1883 by default) or
+/// `mqtts://HOST[:PORT]` (TLS, port 8883 by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses a broker URL, or says what is wrong with it.
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else {
+        return Err(format!("{url:?} does not start with mqtt:// or mqtts://"));
     };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => (h, p.parse::<u16>().map_err(|_| format!("{url:?} has a bad port"))?),
+        _ => (rest, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+    Ok(BrokerUrl {
+        host: host.to_string(),
+        port,
+        tls,
+    })
+}
+
+/// Topics an agent may publish to: its own, except those the hub speaks on.
+pub fn agent_may_publish(agent: Uuid, topic: &str) -> bool {
+    matches!(parse_topic(topic), Some((a, Channel::Status | Channel::Predictions)) if a == agent)
+}
+
+/// Filters an agent may subscribe to: only under its own id (wildcards allowed below it).
+pub fn agent_may_subscribe(agent: Uuid, filter: &str) -> bool {
+    filter
+        .strip_prefix(&format!("{ROOT}/{agent}/"))
+        .is_some_and(|rest| !rest.is_empty())
+}
+
+/// Hub → agent on `…/cmd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub schema: u32,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Score with this model version: download it over QUIC if it is not the one in use.
+    UseModel { version: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +211,58 @@ mod tests {
             assert_eq!(parse_topic(bad), None, "{bad}");
         }
         assert_eq!(hub_subscriptions()[1], "gw/v1/agents/+/predictions");
+    }
+
+    #[test]
+    fn broker_urls_name_scheme_host_and_port() {
+        let plain = parse_broker_url("mqtt://127.0.0.1").expect("valid");
+        assert_eq!((plain.host.as_str(), plain.port, plain.tls), ("127.0.0.1", 1883, false));
+        let tls = parse_broker_url("mqtts://hub.example:9883/").expect("valid");
+        assert_eq!((tls.host.as_str(), tls.port, tls.tls), ("hub.example", 9883, true));
+        assert_eq!(parse_broker_url("mqtts://[::1]").expect("valid").host, "::1");
+        assert_eq!(tls.to_string(), "mqtts://hub.example:9883");
+        for bad in ["http://x", "mqtt://", "mqtt://h:99999", "mqtts://:1"] {
+            assert!(parse_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_agent_speaks_and_listens_only_under_its_own_id() {
+        let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
+        assert!(agent_may_publish(me, &topic(me, Channel::Predictions)));
+        assert!(agent_may_publish(me, &topic(me, Channel::Status)));
+        assert!(
+            !agent_may_publish(me, &topic(me, Channel::Ack)),
+            "acks come from the hub only"
+        );
+        assert!(!agent_may_publish(me, &topic(me, Channel::Command)), "so do commands");
+        assert!(agent_may_subscribe(me, &topic(me, Channel::Command)));
+        assert!(!agent_may_publish(me, &topic(other, Channel::Predictions)));
+        assert!(!agent_may_publish(me, "gw/v1/agents/+/predictions"));
+        assert!(agent_may_subscribe(me, &topic(me, Channel::Ack)));
+        assert!(agent_may_subscribe(me, &format!("{ROOT}/{me}/#")));
+        for bad in [
+            "#".to_string(),
+            format!("{ROOT}/+/ack"),
+            format!("{ROOT}/{other}/ack"),
+            format!("{ROOT}/{me}/"),
+        ] {
+            assert!(!agent_may_subscribe(me, &bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commands_read_as_flat_json() {
+        let cmd = Command {
+            schema: SCHEMA,
+            action: Action::UseModel { version: "v7".into() },
+        };
+        let json = serde_json::to_value(&cmd).expect("serialises");
+        assert_eq!(
+            json,
+            serde_json::json!({"schema": 1, "action": "use_model", "version": "v7"})
+        );
+        assert_eq!(serde_json::from_value::<Command>(json).expect("parses"), cmd);
     }
 
     #[test]

@@ -3,285 +3,13 @@
 //! middle of the stream and started again, and a private broker taken away while an agent
 //! keeps detecting. Every prediction an agent made must be in PostgreSQL exactly once.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
 use serde_json::Value;
-
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// `target/debug` (or wherever this test binary was built): the workspace's binaries are there.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built; run the workspace tests (cargo nextest run --workspace)",
-        path.display()
-    );
-    path
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), free_port())
-}
-
-/// A child process that is killed when the test ends, however it ends.
-struct Proc {
-    child: Child,
-    name: String,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).expect("log file");
-        let err = file.try_clone().expect("log file");
-        cmd.stdout(Stdio::from(file)).stderr(Stdio::from(err));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Proc {
-            child,
-            name: name.into(),
-            log,
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {sig} {}", self.name);
-    }
-
-    /// Waits for exit; returns the log.
-    fn wait(&mut self, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                let log = self.log_text();
-                assert!(
-                    status.success() || status.code().is_none(),
-                    "{} failed: {status}\n{log}",
-                    self.name
-                );
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit in {limit:?}\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Hub {
-    db: String,
-    port: u16,
-    client_id: String,
-    broker_port: u16,
-    data: PathBuf,
-}
-
-impl Hub {
-    fn start(&self, dir: &Path, run: usize) -> Proc {
-        let mut cmd = Command::new(bin("gatewatch-hub"));
-        cmd.arg("serve")
-            .env("GATEWATCH_DATABASE_URL", format!("{PG}/{}", self.db))
-            .env("GATEWATCH_DATA_DIR", &self.data)
-            .env("GATEWATCH_HTTP_ADDRESS", "127.0.0.1")
-            .env("GATEWATCH_HTTP_PORT", self.port.to_string())
-            .env("GATEWATCH_ADMIN_PASSWORD", "e2e-admin-password")
-            .env("GATEWATCH_MODEL_DIR", repo().join("models/default"))
-            .env("GATEWATCH_BROKER_URL", format!("mqtt://127.0.0.1:{}", self.broker_port))
-            .env("GATEWATCH_BROKER_CLIENT_ID", &self.client_id)
-            .env("GATEWATCH_AGENT_OFFLINE_AFTER_SECS", "4")
-            .env("GATEWATCH_LOG", "info,rocket=warn");
-        let proc = Proc::spawn("hub", cmd, dir.join(format!("hub-{run}.log")));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "hub did not listen\n{}", proc.log_text());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        proc
-    }
-
-    fn conn(&self) -> PgConnection {
-        PgConnection::establish(&format!("{PG}/{}", self.db)).expect("connect to the hub's database")
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&format!("{PG}/postgres")) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db)).execute(&mut c);
-        }
-    }
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct Status {
-    #[diesel(sql_type = Text)]
-    status: String,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql)
-        .get_result::<Count>(conn)
-        .map(|c| c.n)
-        .unwrap_or(-1)
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A capture for an agent to replay in a loop: an attack on `target` among benign devices.
-fn capture(dir: &Path, attack: &str, target: &str) -> PathBuf {
-    let pcap = dir.join(format!("{attack}-{target}.pcap"));
-    let out = Command::new(bin("gatewatch-agent"))
-        .args([
-            "simulate",
-            "--attack",
-            attack,
-            "--duration",
-            "20s",
-            "--seed",
-            "5",
-            "--target",
-            target,
-            "--pcap",
-        ])
-        .arg(&pcap)
-        .output()
-        .expect("simulate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    pcap
-}
-
-fn agent_config(dir: &Path, name: &str, broker_port: u16, pcap: &Path, devices: &str, speed: f64) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    let text = format!(
-        r#"name = "{name}"
-state_dir = "{state}"
-log = "info"
-[hub]
-mqtt_url = "mqtt://127.0.0.1:{broker_port}"
-heartbeat_secs = 1
-[source]
-kind = "pcap"
-pcap = "{pcap}"
-replay_speed = {speed:.1}
-[detect]
-devices = ["{devices}"]
-model_dir = "{model}"
-[uplink]
-batch_max = 50
-batch_wait_ms = 100
-resend_after_secs = 3
-"#,
-        state = dir.join(name).display(),
-        pcap = pcap.display(),
-        model = repo().join("models/default").display(),
-    );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn start_agent(dir: &Path, name: &str, config: &Path) -> Proc {
-    let mut cmd = Command::new(bin("gatewatch-agent"));
-    cmd.args(["run", "--config"]).arg(config);
-    Proc::spawn(name, cmd, dir.join(format!("{name}.log")))
-}
-
-/// "windows scored N" from an agent's exit summary.
-fn scored(log: &str) -> i64 {
-    let line = log
-        .lines()
-        .rfind(|l| l.starts_with("done:"))
-        .unwrap_or_else(|| panic!("no summary in\n{log}"));
-    let after = line.split("windows scored ").nth(1).expect("windows scored");
-    after
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("a number")
-}
-
-fn agent_predictions(conn: &mut PgConnection, name: &str) -> (i64, i64) {
-    let total = count(
-        conn,
-        &format!(
-            "SELECT count(*) AS n FROM predictions p JOIN devices d ON d.id = p.device_id \
-             JOIN agents a ON a.id = d.agent_id WHERE a.name = '{name}'"
-        ),
-    );
-    let distinct = count(
-        conn,
-        &format!(
-            "SELECT count(DISTINCT p.id) AS n FROM predictions p JOIN devices d ON d.id = p.device_id \
-             JOIN agents a ON a.id = d.agent_id WHERE a.name = '{name}'"
-        ),
-    );
-    (total, distinct)
-}
-
-fn statuses(conn: &mut PgConnection, sql: &str) -> Vec<String> {
-    diesel::sql_query(sql)
-        .load::<Status>(conn)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| s.status)
-        .collect()
-}
 
 #[test]
 fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
@@ -289,8 +17,10 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
     let hub = Hub {
         db: unique("gw_e2e_fleet"),
         port: free_port(),
-        client_id: unique("gw-e2e-hub"),
-        broker_port: 1883,
+        broker: HubBroker::External {
+            port: 1883,
+            client_id: unique("gw-e2e-hub"),
+        },
         data: dir.path().join("hub-data"),
     };
     let mut hub_proc = hub.start(dir.path(), 1);
@@ -325,7 +55,7 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
     let a_cfg = agent_config(
         dir.path(),
         &a_name,
-        1883,
+        Some(1883),
         &capture(dir.path(), "slow_rate", "192.168.1.20"),
         "192.168.1.0/24",
         40.0,
@@ -333,7 +63,7 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
     let b_cfg = agent_config(
         dir.path(),
         &b_name,
-        1883,
+        Some(1883),
         &capture(dir.path(), "brute_force_ssh", "192.168.7.20"),
         "192.168.7.0/24",
         5.0,
@@ -452,8 +182,10 @@ fn an_agent_spools_while_its_broker_is_gone_and_delivers_everything_after() {
     let hub = Hub {
         db: unique("gw_e2e_spool"),
         port: free_port(),
-        client_id: unique("gw-e2e-hub"),
-        broker_port,
+        broker: HubBroker::External {
+            port: broker_port,
+            client_id: unique("gw-e2e-hub"),
+        },
         data: dir.path().join("hub-data"),
     };
     let _hub_proc = hub.start(dir.path(), 1);
@@ -461,7 +193,7 @@ fn an_agent_spools_while_its_broker_is_gone_and_delivers_everything_after() {
     let cfg = agent_config(
         dir.path(),
         &name,
-        broker_port,
+        Some(broker_port),
         &capture(dir.path(), "brute_force_ssh", "192.168.3.20"),
         "192.168.3.0/24",
         5.0,

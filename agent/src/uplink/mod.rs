@@ -1,8 +1,13 @@
 //! Uplink: what the agent sends to the hub. Detections are batched into the disk spool
 //! ([`sender`]), which keeps them while the hub is away, and go out over MQTT ([`mqtt`]) until
-//! the hub acknowledges that it stored them.
+//! the hub acknowledges that it stored them, over mutual TLS with the identity from
+//! enrollment ([`identity`]) when the hub runs its own broker. Models the hub rolls out come
+//! down over QUIC ([`bulk`], [`rollout`]).
 
+pub mod bulk;
+pub mod identity;
 pub mod mqtt;
+pub mod rollout;
 pub mod sender;
 pub mod spool;
 

@@ -4,19 +4,21 @@
 
 use std::time::{Duration, Instant};
 
-use gatewatch_proto::fleet::{self, Ack, AgentState, AgentStatus, Channel};
+use gatewatch_proto::fleet::{self, Ack, Action, AgentState, AgentStatus, Channel, Command};
 use gatewatch_proto::Detection;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::sender::{Sender, SenderStats};
-use crate::config::BrokerAddr;
+use gatewatch_proto::fleet::BrokerUrl;
 
 /// Who this agent is and how it reaches the broker.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
-    pub broker: BrokerAddr,
+    pub broker: BrokerUrl,
+    /// Mutual TLS settings, for an `mqtts://` broker.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub agent_id: Uuid,
     pub name: String,
     pub hostname: String,
@@ -29,6 +31,9 @@ enum LinkEvent {
     Up,
     Down(String),
     Ack(Ack),
+    Command(Command),
+    /// A rollout finished: the version now scoring, or why not.
+    Rolled(Result<String, String>),
 }
 
 /// What the uplink did, for the summary at exit.
@@ -69,19 +74,26 @@ pub async fn run(
     link: LinkConfig,
     mut sender: Sender,
     mut detections: mpsc::Receiver<Detection>,
-    model_version: watch::Receiver<Option<String>>,
+    model_version: watch::Sender<Option<String>>,
+    rollout: Option<std::sync::Arc<super::rollout::Rollout>>,
 ) -> Result<UplinkReport, super::SpoolError> {
     let status_topic = fleet::topic(link.agent_id, Channel::Status);
     let predictions_topic = fleet::topic(link.agent_id, Channel::Predictions);
     let ack_topic = fleet::topic(link.agent_id, Channel::Ack);
+    let command_topic = fleet::topic(link.agent_id, Channel::Command);
 
     let mut options = MqttOptions::new(
-        format!("gw-agent-{}", link.agent_id),
+        fleet::agent_client_id(link.agent_id),
         &link.broker.host,
         link.broker.port,
     );
     options.set_keep_alive(Duration::from_secs(5));
     options.set_max_packet_size(4 << 20, 4 << 20);
+    if let Some(tls) = &link.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
     options.set_last_will(LastWill::new(
         &status_topic,
         link.status(AgentState::Offline, None),
@@ -90,7 +102,9 @@ pub async fn run(
     ));
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let (events_tx, mut events) = mpsc::channel::<LinkEvent>(256);
+    let rolled_tx = events_tx.clone();
     let ack_filter = ack_topic.clone();
+    let command_filter = command_topic.clone();
     let poller = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -101,6 +115,15 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_filter => {
                     serde_json::from_slice::<Ack>(&p.payload).ok().map(LinkEvent::Ack)
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_filter => {
+                    match serde_json::from_slice::<Command>(&p.payload) {
+                        Ok(c) if c.schema == fleet::SCHEMA => Some(LinkEvent::Command(c)),
+                        _ => {
+                            tracing::warn!(bytes = p.payload.len(), "a command from the hub was not understood");
+                            None
+                        }
+                    }
                 }
                 Ok(_) => None,
                 Err(e) => {
@@ -125,6 +148,7 @@ pub async fn run(
     let mut sync = tokio::time::interval(Duration::from_secs(1));
     let mut input_open = true;
     let mut last_down: Option<String> = None;
+    let mut rolling_out: Option<String> = None;
     loop {
         tokio::select! {
             d = detections.recv(), if input_open => match d {
@@ -136,8 +160,9 @@ pub async fn run(
                     connected = true;
                     report.connects += 1;
                     last_down = None;
-                    tracing::info!(broker = %format!("{}:{}", link.broker.host, link.broker.port), "connected to the hub's broker");
+                    tracing::info!(broker = %link.broker, "connected to the hub's broker");
                     let _ = client.try_subscribe(&ack_topic, QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(&command_topic, QoS::AtLeastOnce);
                     let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, link.status(AgentState::Online, model_version.borrow().clone()));
                     sender.restart(Instant::now())?;
                 }
@@ -152,6 +177,35 @@ pub async fn run(
                     last_down = Some(reason);
                 }
                 LinkEvent::Ack(ack) => sender.acked(ack, Instant::now())?,
+                LinkEvent::Command(Command { action: Action::UseModel { version }, .. }) => {
+                    let current = model_version.borrow().clone();
+                    match &rollout {
+                        _ if current.as_ref() == Some(&version) || rolling_out.is_some() => {}
+                        None => tracing::warn!(%version, "the hub rolls out a model, but this agent has no QUIC identity (enroll it)"),
+                        Some(rollout) => {
+                            tracing::info!(%version, "the hub rolls out a new model; downloading");
+                            rolling_out = Some(version.clone());
+                            let (rollout, done) = (rollout.clone(), rolled_tx.clone());
+                            tokio::spawn(async move {
+                                let outcome = rollout.apply(&version).await.map_err(|e| e.to_string());
+                                let _ = done.send(LinkEvent::Rolled(outcome)).await;
+                            });
+                        }
+                    }
+                }
+                LinkEvent::Rolled(outcome) => {
+                    let wanted = rolling_out.take().unwrap_or_default();
+                    match outcome {
+                        Ok(version) => {
+                            tracing::info!(%version, "model rolled out");
+                            model_version.send_replace(Some(version));
+                            if connected {
+                                let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, link.status(AgentState::Online, model_version.borrow().clone()));
+                            }
+                        }
+                        Err(reason) => tracing::warn!(version = %wanted, %reason, "model rollout failed; the hub will ask again"),
+                    }
+                }
             },
             _ = tick.tick() => sender.tick(Instant::now())?,
             _ = heartbeat.tick() => if connected {
@@ -181,7 +235,10 @@ pub async fn run(
         match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
             Ok(Some(LinkEvent::Ack(ack))) => sender.acked(ack, Instant::now())?,
             Ok(Some(LinkEvent::Down(_))) | Ok(None) => connected = false,
-            Ok(Some(LinkEvent::Up)) | Err(_) => sender.tick(Instant::now())?,
+            // Commands wait for the next run; a model in flight is loaded from disk then.
+            Ok(Some(LinkEvent::Up | LinkEvent::Command(_) | LinkEvent::Rolled(_))) | Err(_) => {
+                sender.tick(Instant::now())?
+            }
         }
     }
     if connected {

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::prelude::*;
+use gatewatch_proto::bulk::FlowUpload;
 use gatewatch_proto::fleet::{AgentState, AgentStatus, PredictionBatch};
 use ipnetwork::IpNetwork;
 use uuid::Uuid;
 
-use crate::db::models::{DeviceRow, Prediction};
-use crate::db::schema::{agents, devices, predictions};
+use crate::db::models::{DeviceRow, Prediction, TrafficRow};
+use crate::db::schema::{agents, devices, predictions, traffic_logs};
 
 /// What a committed batch produced, for the WebSocket fan-out and the acknowledgement.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub struct Stored {
 }
 
 /// A name unique among agents: the agent's own, with its id's start if another agent has it.
-fn agent_name(conn: &mut PgConnection, id: Uuid, wanted: &str) -> QueryResult<String> {
+pub(crate) fn agent_name(conn: &mut PgConnection, id: Uuid, wanted: &str) -> QueryResult<String> {
     let wanted: String = wanted.chars().take(80).collect();
     let taken: Option<Uuid> = agents::table
         .filter(agents::name.eq(&wanted))
@@ -42,6 +43,16 @@ fn agent_name(conn: &mut PgConnection, id: Uuid, wanted: &str) -> QueryResult<St
 pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTime<Utc>) -> QueryResult<()> {
     conn.transaction(|c| {
         let name = agent_name(c, agent, &s.name)?;
+        // An offline message (the last will) does not know the model; keep the last one known.
+        let model_version: Option<String> = match &s.model_version {
+            Some(v) => Some(v.chars().take(100).collect()),
+            None => agents::table
+                .find(agent)
+                .select(agents::model_version)
+                .first(c)
+                .optional()?
+                .flatten(),
+        };
         let state = match s.state {
             AgentState::Online => "online",
             AgentState::Offline => "offline",
@@ -64,6 +75,7 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
                 agents::version.eq(&s.version),
                 agents::status.eq(state),
                 agents::last_heartbeat_at.eq(now),
+                agents::model_version.eq(&model_version),
             ))
             .on_conflict(agents::id)
             .do_update()
@@ -73,6 +85,7 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
                 agents::version.eq(&s.version),
                 agents::status.eq(state),
                 agents::last_heartbeat_at.eq(now),
+                agents::model_version.eq(&model_version),
             ))
             .execute(c)?;
         set_devices(c, &[agent], state)?;
@@ -113,66 +126,106 @@ pub fn expire(conn: &mut PgConnection, silence: chrono::Duration, now: DateTime<
 /// Stores a batch of predictions in one transaction. Devices are found by (agent, address)
 /// and created on first sight; predictions whose id exists are skipped, so a batch that
 /// arrives twice stores nothing the second time.
-pub fn predictions(conn: &mut PgConnection, agent: Uuid, batch: &PredictionBatch) -> QueryResult<Stored> {
-    conn.transaction(|c| {
-        let agent_name = match agents::table
-            .find(agent)
-            .select(agents::name)
-            .first::<String>(c)
-            .optional()?
-        {
-            Some(name) => name,
+/// The agent's devices at these addresses, created on first sight (`10.0.0.5 @ gateway-1`);
+/// the agent too, if it never sent a status.
+fn resolve_devices(
+    c: &mut PgConnection,
+    agent: Uuid,
+    ips: impl IntoIterator<Item = IpAddr>,
+) -> QueryResult<HashMap<IpAddr, (Uuid, String)>> {
+    let agent_name = match agents::table
+        .find(agent)
+        .select(agents::name)
+        .first::<String>(c)
+        .optional()?
+    {
+        Some(name) => name,
+        None => {
+            let name = agent_name(c, agent, &format!("agent-{}", &agent.simple().to_string()[..8]))?;
+            diesel::insert_into(agents::table)
+                .values((
+                    agents::id.eq(agent),
+                    agents::name.eq(&name),
+                    agents::status.eq("online"),
+                ))
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            name
+        }
+    };
+    let mut ids: HashMap<IpAddr, (Uuid, String)> = HashMap::new();
+    for ip in ips {
+        if ids.contains_key(&ip) {
+            continue;
+        }
+        let found: Option<DeviceRow> = devices::table
+            .filter(devices::agent_id.eq(agent))
+            .filter(devices::ip_address.eq(IpNetwork::from(ip)))
+            .select(DeviceRow::as_select())
+            .first(c)
+            .optional()?;
+        let device = match found {
+            Some(d) => (d.id, d.name),
             None => {
-                let name = agent_name(c, agent, &format!("agent-{}", &agent.simple().to_string()[..8]))?;
-                diesel::insert_into(agents::table)
-                    .values((
-                        agents::id.eq(agent),
-                        agents::name.eq(&name),
-                        agents::status.eq("online"),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(c)?;
-                name
+                let now = Utc::now();
+                let row = DeviceRow {
+                    id: Uuid::new_v4(),
+                    agent_id: Some(agent),
+                    name: format!("{ip} @ {agent_name}").chars().take(100).collect(),
+                    device_type: "custom".into(),
+                    ip_address: IpNetwork::from(ip),
+                    protocol: "tcp".into(),
+                    port: None,
+                    status: "online".into(),
+                    traffic_source: "live_capture".into(),
+                    description: Some("discovered by its agent".into()),
+                    last_seen_at: Some(now),
+                    threat_count_today: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                diesel::insert_into(devices::table).values(&row).execute(c)?;
+                (row.id, row.name)
             }
         };
-        let mut ids: HashMap<IpAddr, (Uuid, String)> = HashMap::new();
-        for p in &batch.predictions {
-            let ip = p.detection.device;
-            if ids.contains_key(&ip) {
-                continue;
-            }
-            let found: Option<DeviceRow> = devices::table
-                .filter(devices::agent_id.eq(agent))
-                .filter(devices::ip_address.eq(IpNetwork::from(ip)))
-                .select(DeviceRow::as_select())
-                .first(c)
-                .optional()?;
-            let device = match found {
-                Some(d) => (d.id, d.name),
-                None => {
-                    let now = Utc::now();
-                    let row = DeviceRow {
-                        id: Uuid::new_v4(),
-                        agent_id: Some(agent),
-                        name: format!("{ip} @ {agent_name}").chars().take(100).collect(),
-                        device_type: "custom".into(),
-                        ip_address: IpNetwork::from(ip),
-                        protocol: "tcp".into(),
-                        port: None,
-                        status: "online".into(),
-                        traffic_source: "live_capture".into(),
-                        description: Some("discovered by its agent".into()),
-                        last_seen_at: Some(now),
-                        threat_count_today: 0,
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    diesel::insert_into(devices::table).values(&row).execute(c)?;
-                    (row.id, row.name)
-                }
-            };
-            ids.insert(ip, device);
+        ids.insert(ip, device);
+    }
+    Ok(ids)
+}
+
+/// Stores an agent's flow records in the traffic log; records already stored are skipped.
+pub fn flows(conn: &mut PgConnection, agent: Uuid, records: &[FlowUpload]) -> QueryResult<usize> {
+    conn.transaction(|c| {
+        let ids = resolve_devices(c, agent, records.iter().map(|r| r.device))?;
+        let rows: Vec<TrafficRow> = records
+            .iter()
+            .filter_map(|r| {
+                Some(TrafficRow {
+                    id: r.id,
+                    ts: Utc.timestamp_millis_opt(r.ts_ms).single()?,
+                    device_id: ids.get(&r.device)?.0,
+                    features: r.features.clone(),
+                    source_type: r.source.as_str().into(),
+                    flow_index: None,
+                    metadata: None,
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        // Multi-row inserts, chunked under PostgreSQL's 65,535 bind parameters.
+        for chunk in rows.chunks(5_000) {
+            stored += diesel::insert_into(traffic_logs::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(c)?;
         }
+        Ok(stored)
+    })
+}
+
+pub fn predictions(conn: &mut PgConnection, agent: Uuid, batch: &PredictionBatch) -> QueryResult<Stored> {
+    conn.transaction(|c| {
+        let ids = resolve_devices(c, agent, batch.predictions.iter().map(|p| p.detection.device))?;
         let rows: Vec<Prediction> = batch
             .predictions
             .iter()

@@ -1,21 +1,27 @@
-//! The hub's end of the fleet link over MQTT. With `broker_mode = "external"` the hub is a
-//! client of an MQTT broker (e.g. Mosquitto) with a persistent session and manual
+//! The hub's end of the fleet link over MQTT. The hub is a client of a broker: its own
+//! (`embedded`: rumqttd on loopback, agents coming in over mutual TLS through the
+//! [`gateway`]) or an external one (e.g. Mosquitto). It subscribes with manual
 //! acknowledgements: a message is acknowledged to the broker only after its data is committed
 //! to PostgreSQL, so a hub that dies mid-stream gets it again. Agents learn what is stored from
 //! an [`Ack`] on their own topic and keep everything else in their spool.
 
+pub mod embedded;
+pub mod gateway;
+pub mod identity;
 pub mod ingest;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatewatch_proto::fleet::{self, Ack, AgentStatus, Channel, PredictionBatch};
+use gatewatch_proto::fleet::{self, Ack, AgentState, AgentStatus, Channel, PredictionBatch};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::db::Db;
+use crate::model::ModelStore;
 use crate::ws::{Broadcaster, Topic};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -24,18 +30,142 @@ pub enum BrokerMode {
     Off,
     /// Connect to an MQTT broker at `broker_url`.
     External,
+    /// Run a broker in the hub; agents connect over mutual TLS.
+    Embedded,
 }
 
 /// Broker settings from the hub configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub link: Link,
     /// Agents silent for this long are marked offline.
     pub offline_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Link {
+    External {
+        host: String,
+        port: u16,
+        client_id: String,
+        username: Option<String>,
+        password: Option<String>,
+    },
+    Embedded {
+        listen: std::net::SocketAddr,
+        quic: std::net::SocketAddr,
+        tls_names: Vec<String>,
+        max_agents: usize,
+    },
+}
+
+/// Where the hub's consumer connects.
+#[derive(Debug, Clone)]
+struct Consumer {
+    host: String,
+    port: u16,
+    client_id: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Embedded(#[from] embedded::EmbeddedError),
+    #[error("cannot listen for agents on {addr} (config key mqtt_tls_port): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Bulk(#[from] crate::bulk::BulkError),
+    #[error("loading agent certificates: {0}")]
+    Registry(String),
+}
+
+/// Starts the fleet link: in embedded mode the broker and the agents' TLS listener first
+/// (so a taken port fails the start), then the consumer and the offline sweeper.
+pub async fn start(settings: BrokerSettings, app: &crate::App) -> Result<(), StartError> {
+    // Models are rolled out only to agents with certificates: they download over QUIC.
+    let mut rollout = None;
+    let consumer = match settings.link {
+        Link::External {
+            host,
+            port,
+            client_id,
+            username,
+            password,
+        } => Consumer {
+            host,
+            port,
+            client_id,
+            username,
+            password,
+        },
+        Link::Embedded {
+            listen,
+            quic,
+            tls_names,
+            max_agents,
+        } => {
+            let upstream = tokio::task::spawn_blocking(move || embedded::start(max_agents))
+                .await
+                .map_err(|e| embedded::EmbeddedError::Start(e.to_string()))??;
+            let db = app.db.clone();
+            let registry = app.identities.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut conn = db.get().map_err(|e| e.to_string())?;
+                registry.reload(&mut conn).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| StartError::Registry(e.to_string()))?
+            .map_err(StartError::Registry)?;
+            tokio::spawn(app.identities.clone().follow(app.db.clone()));
+            let tls = Arc::new(app.ca.server_config(&tls_names, &[b"mqtt"])?);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|source| StartError::Listen { addr: listen, source })?;
+            tracing::info!(addr = %listen, "agents' MQTT over mutual TLS listening");
+            let endpoint = crate::bulk::bind(quic, app.ca.server_config(&tls_names, &[gatewatch_proto::bulk::ALPN])?)?;
+            tracing::info!(addr = %quic, "agents' QUIC listening");
+            tokio::spawn(crate::bulk::serve(
+                endpoint,
+                crate::bulk::Context {
+                    registry: app.identities.clone(),
+                    models: app.models.clone(),
+                    db: app.db.clone(),
+                    stats: app.bulk_stats.clone(),
+                },
+            ));
+            rollout = Some(app.models.clone());
+            tokio::spawn(gateway::serve(
+                listener,
+                tls,
+                upstream.clone(),
+                app.identities.clone(),
+                app.gateway_stats.clone(),
+            ));
+            Consumer {
+                host: upstream.addr.ip().to_string(),
+                port: upstream.addr.port(),
+                client_id: "gatewatch-hub".into(),
+                username: Some(upstream.username),
+                password: Some(upstream.password),
+            }
+        }
+    };
+    spawn(
+        consumer,
+        settings.offline_after,
+        app.db.clone(),
+        app.events.clone(),
+        app.broker_stats.clone(),
+        rollout,
+    );
+    Ok(())
 }
 
 /// Counters for logs and metrics.
@@ -46,9 +176,16 @@ pub struct BrokerStats {
     pub rejected: std::sync::atomic::AtomicU64,
 }
 
-/// Starts the link: one task keeps the MQTT connection, one stores messages in order, one
-/// marks silent agents offline.
-pub fn spawn(settings: BrokerSettings, db: Db, events: Arc<Broadcaster>, stats: Arc<BrokerStats>) {
+/// One task keeps the MQTT connection, one stores messages in order, one marks silent agents
+/// offline.
+fn spawn(
+    settings: Consumer,
+    offline_after: Duration,
+    db: Db,
+    events: Arc<Broadcaster>,
+    stats: Arc<BrokerStats>,
+    rollout: Option<Arc<ModelStore>>,
+) {
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     options.set_keep_alive(Duration::from_secs(5));
     options.set_clean_session(false);
@@ -89,8 +226,11 @@ pub fn spawn(settings: BrokerSettings, db: Db, events: Arc<Broadcaster>, stats: 
             }
         }
     });
-    tokio::spawn(store(client, work_rx, db.clone(), events, stats));
-    tokio::spawn(expire(db, settings.offline_after));
+    if let Some(models) = &rollout {
+        tokio::spawn(roll_out(client.clone(), db.clone(), models.clone()));
+    }
+    tokio::spawn(store(client, work_rx, db.clone(), events, stats, rollout));
+    tokio::spawn(expire(db, offline_after));
 }
 
 /// Stores messages one by one, in arrival order, and acknowledges each after its commit.
@@ -100,6 +240,7 @@ async fn store(
     db: Db,
     events: Arc<Broadcaster>,
     stats: Arc<BrokerStats>,
+    rollout: Option<Arc<ModelStore>>,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     while let Some(p) = work.recv().await {
@@ -111,10 +252,19 @@ async fn store(
         let outcome = match channel {
             Channel::Status => match serde_json::from_slice::<AgentStatus>(&p.payload) {
                 Ok(s) if s.agent_id == agent && s.schema == fleet::SCHEMA => {
+                    // An online agent scoring with another model than the hub's is told to switch.
+                    let behind = rollout
+                        .as_ref()
+                        .and_then(|m| m.active_files())
+                        .map(|(active, _)| active)
+                        .filter(|active| s.state == AgentState::Online && s.model_version.as_ref() != Some(active));
                     let db = db.clone();
                     let done = run(&db, move |c| ingest::status(c, agent, &s, chrono::Utc::now())).await;
                     if done.is_ok() {
                         events.publish("agent_status", &serde_json::json!({"agent_id": agent}), &[Topic::Live]);
+                        if let Some(version) = behind {
+                            command(&client, agent, fleet::Action::UseModel { version }).await;
+                        }
                     }
                     done.map(|_| ())
                 }
@@ -153,8 +303,8 @@ async fn store(
                 }
                 _ => Err(Reject::Malformed),
             },
-            // Acks go the other way; an agent publishing one is ignored.
-            Channel::Ack => Err(Reject::Malformed),
+            // Acks and commands go the other way; an agent publishing one is ignored.
+            Channel::Ack | Channel::Command => Err(Reject::Malformed),
         };
         match outcome {
             Ok(()) => {
@@ -170,6 +320,61 @@ async fn store(
                 tracing::error!(topic = %p.topic, error = %e, "fleet link: storing failed; the agent will send it again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+    }
+}
+
+async fn command(client: &AsyncClient, agent: Uuid, action: fleet::Action) {
+    let cmd = fleet::Command {
+        schema: fleet::SCHEMA,
+        action,
+    };
+    let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+    if let Err(e) = client
+        .publish(fleet::topic(agent, Channel::Command), QoS::AtLeastOnce, false, payload)
+        .await
+    {
+        tracing::warn!(%agent, error = %e, "command not sent");
+    }
+}
+
+/// When the active model changes, tells every online, enrolled agent at once (the others
+/// hear of it with their next status message).
+async fn roll_out(client: AsyncClient, db: Db, models: Arc<ModelStore>) {
+    use diesel::prelude::*;
+    let mut versions = models.watch_version();
+    versions.mark_unchanged();
+    while versions.changed().await.is_ok() {
+        let Some(version) = versions.borrow_and_update().clone() else {
+            continue;
+        };
+        let wanted = version.clone();
+        let online = run(&db, move |c| {
+            use crate::db::schema::agents;
+            agents::table
+                .filter(agents::status.eq("online"))
+                .filter(agents::cert_fingerprint.is_not_null())
+                .filter(agents::revoked_at.is_null())
+                .filter(agents::model_version.is_distinct_from(&wanted))
+                .select(agents::id)
+                .load::<Uuid>(c)
+        })
+        .await;
+        match online {
+            Ok(agents) => {
+                tracing::info!(%version, agents = agents.len(), "rolling out the active model");
+                for agent in agents {
+                    command(
+                        &client,
+                        agent,
+                        fleet::Action::UseModel {
+                            version: version.clone(),
+                        },
+                    )
+                    .await;
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "model rollout: listing agents failed"),
         }
     }
 }

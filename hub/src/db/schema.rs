@@ -35,6 +35,20 @@ diesel::table! {
         created_at -> Timestamptz,
         acked_epoch -> Nullable<Uuid>,
         acked_seq -> Int8,
+        cert_not_after -> Nullable<Timestamptz>,
+        model_version -> Nullable<Varchar>,
+    }
+}
+
+diesel::table! {
+    enrollment_tokens (id) {
+        id -> Uuid,
+        token_hash -> Varchar,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        agent_id -> Nullable<Uuid>,
     }
 }
 
@@ -224,6 +238,7 @@ diesel::table! {
 }
 
 diesel::joinable!(devices -> agents (agent_id));
+diesel::joinable!(enrollment_tokens -> agents (agent_id));
 diesel::joinable!(traffic_logs -> devices (device_id));
 diesel::joinable!(predictions -> devices (device_id));
 diesel::joinable!(alerts -> devices (device_id));
@@ -246,4 +261,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     fl_client_metrics,
     system_settings,
     agent_commands,
+    enrollment_tokens,
 );

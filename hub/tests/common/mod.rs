@@ -80,6 +80,10 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    pub fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.url).expect("connect to the test database")
+    }
+
     pub fn new() -> TestDb {
         let template = ensure_template();
         let name = format!("gwtest_{}", Uuid::new_v4().simple());
@@ -162,7 +166,7 @@ impl Hub {
         let admin_id = add_user(&pool, "admin", Role::Admin);
         let op_id = add_user(&pool, "operator", Role::Operator);
         let viewer_id = add_user(&pool, "viewer", Role::Viewer);
-        let app = App::new(config, pool, b"test secret test secret test secret!!");
+        let app = App::new(config, pool, b"test secret test secret test secret!!").expect("app");
         let token = |id, name: &str, role| app.keys.issue(id, name, role, "access", Uuid::new_v4(), 900);
         let (admin, operator, viewer) = (
             token(admin_id, "admin", Role::Admin),
@@ -288,7 +292,7 @@ pub async fn serve(tweak: impl FnOnce(&mut Config)) -> Served {
         add_user(&pool, "viewer", Role::Viewer),
     ];
     let port = config.http_port;
-    let app = App::new(config, pool, b"test secret test secret test secret!!");
+    let app = App::new(config, pool, b"test secret test secret test secret!!").expect("app");
     let tok = |i: usize, role| app.keys.issue(ids[i], "u", role, "access", Uuid::new_v4(), 900);
     let broker = app.broker_stats.clone();
     let (admin, operator, viewer) = (tok(0, Role::Admin), tok(1, Role::Operator), tok(2, Role::Viewer));

@@ -1,0 +1,163 @@
+//! The agent's end of the QUIC channel: downloads of the hub's model (checked file by file
+//! against the SHA-256 the hub lists) and uploads of flow records. One connection, opened on
+//! first use and again after it drops; one stream per request.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatewatch_proto::bulk::{self, FlowUpload, Request, Response};
+use tokio::sync::Mutex;
+
+use super::identity::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    #[error("cannot resolve the hub {0}")]
+    Resolve(String),
+    #[error("QUIC: {0}")]
+    Quic(String),
+    #[error("the hub answered: {0}")]
+    Hub(String),
+    #[error("the hub's answer is not valid: {0}")]
+    Protocol(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn quic(e: impl std::fmt::Display) -> BulkError {
+    BulkError::Quic(e.to_string())
+}
+
+/// A QUIC client of the hub.
+#[derive(Debug)]
+pub struct BulkClient {
+    endpoint: quinn::Endpoint,
+    hub: String,
+    addr: SocketAddr,
+    connection: Mutex<Option<quinn::Connection>>,
+}
+
+impl BulkClient {
+    /// `host` as in the broker URL; `port` the hub's QUIC port.
+    pub fn new(identity: &Identity, host: &str, port: u16) -> Result<BulkClient, BulkError> {
+        use std::net::ToSocketAddrs;
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| BulkError::Resolve(format!("{host}:{port}: {e}")))?
+            .next()
+            .ok_or_else(|| BulkError::Resolve(format!("{host}:{port}")))?;
+        let mut tls = identity.tls_config().map_err(quic)?;
+        tls.alpn_protocols = vec![bulk::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(quic)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        config.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(quic)?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(quic)?;
+        endpoint.set_default_client_config(config);
+        Ok(BulkClient {
+            endpoint,
+            hub: format!("{host}:{port}"),
+            addr,
+            connection: Mutex::new(None),
+        })
+    }
+
+    async fn connection(&self) -> Result<quinn::Connection, BulkError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
+        }
+        // The server name is not checked by name (see `Identity::tls_config`); any valid one will do.
+        let connecting = self
+            .endpoint
+            .connect(self.addr, gatewatch_proto::enroll::HUB_SERVER_NAME)
+            .map_err(quic)?;
+        let c = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| BulkError::Quic(format!("no answer from {} in 10 s", self.hub)))?
+            .map_err(quic)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn request(&self, request: &Request) -> Result<(Response, quinn::RecvStream), BulkError> {
+        let conn = self.connection().await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(quic)?;
+        send.write_all(&bulk::encode(request)).await.map_err(quic)?;
+        send.finish().map_err(quic)?;
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.map_err(quic)?;
+        let len = bulk::frame_len(prefix).map_err(|e| BulkError::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body).await.map_err(quic)?;
+        let response: Response = bulk::decode(&body).map_err(|e| BulkError::Protocol(e.to_string()))?;
+        if let Response::Error { message } = response {
+            return Err(BulkError::Hub(message));
+        }
+        Ok((response, recv))
+    }
+
+    /// Downloads model `version` into `models_dir/<version>` (written beside, checked, then
+    /// renamed into place) and returns that directory.
+    pub async fn fetch_model(&self, version: &str, models_dir: &Path) -> Result<PathBuf, BulkError> {
+        let (response, mut recv) = self
+            .request(&Request::Model {
+                version: version.into(),
+            })
+            .await?;
+        let Response::Model { version: got, files } = response else {
+            return Err(BulkError::Protocol("expected a model".into()));
+        };
+        let safe_version = !got.is_empty()
+            && got.len() <= 100
+            && !got.starts_with('.')
+            && got
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if got != version || !safe_version {
+            return Err(BulkError::Protocol(format!("asked for model {version}, got {got:?}")));
+        }
+        if let Some(bad) = files.iter().find(|f| !f.name_is_safe() || f.len > 256 << 20) {
+            return Err(BulkError::Protocol(format!("file {:?} of {} bytes", bad.name, bad.len)));
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BulkError::Io { path, source }
+        };
+        let staging = models_dir.join(format!(".incoming-{version}"));
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        tokio::fs::create_dir_all(&staging).await.map_err(io(&staging))?;
+        for file in &files {
+            let mut bytes = vec![0u8; file.len as usize];
+            recv.read_exact(&mut bytes).await.map_err(quic)?;
+            let sum = gatewatch_proto::enroll::cert_sha256(&bytes);
+            if sum != file.sha256 {
+                let _ = tokio::fs::remove_dir_all(&staging).await;
+                return Err(BulkError::Protocol(format!(
+                    "{}: checksum {sum} is not {}",
+                    file.name, file.sha256
+                )));
+            }
+            let path = staging.join(&file.name);
+            tokio::fs::write(&path, &bytes).await.map_err(io(&path))?;
+        }
+        let dir = models_dir.join(version);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        tokio::fs::rename(&staging, &dir).await.map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    /// Uploads flow records; the hub stores each once however often it is sent.
+    pub async fn upload_flows(&self, records: Vec<FlowUpload>) -> Result<u64, BulkError> {
+        match self.request(&Request::Flows { records }).await?.0 {
+            Response::Stored { count } => Ok(count),
+            other => Err(BulkError::Protocol(format!("unexpected answer {other:?}"))),
+        }
+    }
+}

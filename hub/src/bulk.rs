@@ -1,0 +1,220 @@
+//! The bulk side of the fleet link: a QUIC endpoint (mutual TLS with the agents'
+//! certificates, ALPN `gatewatch/1`), one bidirectional stream per request. Agents download
+//! the active model here when told over MQTT that a new one exists, and upload the flow
+//! records of their devices for the traffic log. Framing is in `gatewatch_proto::bulk`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use gatewatch_proto::bulk::{self, FlowUpload, ModelFile, Request, Response};
+use quinn::{RecvStream, SendStream};
+use rustls::pki_types::CertificateDer;
+use uuid::Uuid;
+
+use crate::broker::identity::Registry;
+use crate::db::Db;
+use crate::model::ModelStore;
+
+/// Counters of the QUIC endpoint.
+#[derive(Debug, Default)]
+pub struct BulkStats {
+    pub connections: AtomicU64,
+    pub refused: AtomicU64,
+    pub models_sent: AtomicU64,
+    pub flows_stored: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    #[error("cannot listen for agents on {addr}/udp (config key quic_port): {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("QUIC TLS settings: {0}")]
+    Tls(String),
+}
+
+/// What the endpoint needs from the hub.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub registry: Arc<Registry>,
+    pub models: Arc<ModelStore>,
+    pub db: Db,
+    pub stats: Arc<BulkStats>,
+}
+
+/// Binds the endpoint; [`serve`] then answers agents.
+pub fn bind(addr: SocketAddr, tls: rustls::ServerConfig) -> Result<quinn::Endpoint, BulkError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| BulkError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(16u32.into());
+    transport.max_idle_timeout(Some(
+        std::time::Duration::from_secs(30)
+            .try_into()
+            .map_err(|e: quinn::VarIntBoundsExceeded| BulkError::Tls(e.to_string()))?,
+    ));
+    config.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(config, addr).map_err(|source| BulkError::Listen { addr, source })
+}
+
+pub async fn serve(endpoint: quinn::Endpoint, cx: Context) {
+    while let Some(incoming) = endpoint.accept().await {
+        let cx = cx.clone();
+        tokio::spawn(async move {
+            let peer = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    cx.stats.refused.fetch_add(1, Relaxed);
+                    tracing::info!(%peer, error = %e, "QUIC handshake refused");
+                    return;
+                }
+            };
+            let identity = conn
+                .peer_identity()
+                .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
+                .and_then(|certs| certs.first().and_then(crate::pki::agent_of));
+            let Some((agent, fingerprint)) = identity else {
+                cx.stats.refused.fetch_add(1, Relaxed);
+                conn.close(1u32.into(), b"no client certificate");
+                return;
+            };
+            if let Err(why) = cx.registry.check(agent, &fingerprint) {
+                cx.stats.refused.fetch_add(1, Relaxed);
+                tracing::warn!(%peer, %agent, reason = %why, "QUIC connection refused");
+                conn.close(2u32.into(), b"not trusted");
+                return;
+            }
+            cx.stats.connections.fetch_add(1, Relaxed);
+            let mut changes = cx.registry.changes();
+            loop {
+                tokio::select! {
+                    stream = conn.accept_bi() => match stream {
+                        Ok((send, recv)) => {
+                            let cx = cx.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = answer(send, recv, agent, &cx).await {
+                                    tracing::debug!(%agent, error = %e, "QUIC request failed");
+                                }
+                            });
+                        }
+                        Err(_) => break,
+                    },
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        if let Err(why) = cx.registry.check(agent, &fingerprint) {
+                            tracing::warn!(%agent, reason = %why, "agent no longer trusted; QUIC connection closed");
+                            conn.close(2u32.into(), b"not trusted");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn answer(mut send: SendStream, mut recv: RecvStream, agent: Uuid, cx: &Context) -> anyhow::Result<()> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await?;
+    let len = bulk::frame_len(prefix)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    let request: Request = match bulk::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            send.write_all(&bulk::encode(&Response::Error { message: e.to_string() }))
+                .await?;
+            send.finish()?;
+            return Ok(());
+        }
+    };
+    match request {
+        Request::Model { version } => send_model(&mut send, &version, cx).await?,
+        Request::Flows { records } => {
+            let response = match store_flows(agent, records, cx).await {
+                Ok(count) => Response::Stored { count },
+                Err(message) => Response::Error { message },
+            };
+            send.write_all(&bulk::encode(&response)).await?;
+        }
+    }
+    send.finish()?;
+    // Wait for the agent to read everything before the stream goes away.
+    let _ = send.stopped().await;
+    Ok(())
+}
+
+async fn send_model(send: &mut SendStream, version: &str, cx: &Context) -> anyhow::Result<()> {
+    let Some((active, dir)) = cx.models.active_files() else {
+        send.write_all(&bulk::encode(&Response::Error {
+            message: "the hub has no model".into(),
+        }))
+        .await?;
+        return Ok(());
+    };
+    if active != version {
+        send.write_all(&bulk::encode(&Response::Error {
+            message: format!("the active model is {active}, not {version}"),
+        }))
+        .await?;
+        return Ok(());
+    }
+    let files = tokio::task::spawn_blocking(move || read_model(&dir)).await??;
+    let listing = Response::Model {
+        version: active,
+        files: files.iter().map(|(meta, _)| meta.clone()).collect(),
+    };
+    send.write_all(&bulk::encode(&listing)).await?;
+    for (_, bytes) in &files {
+        send.write_all(bytes).await?;
+    }
+    cx.stats.models_sent.fetch_add(1, Relaxed);
+    Ok(())
+}
+
+/// The files a model directory needs, with their checksums.
+fn read_model(dir: &Path) -> std::io::Result<Vec<(ModelFile, Vec<u8>)>> {
+    use gatewatch_models::store::{METADATA_FILE, ONNX_FILE, SCALER_FILE};
+    [ONNX_FILE, SCALER_FILE, METADATA_FILE]
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(name))?;
+            let meta = ModelFile {
+                name: name.to_string(),
+                len: bytes.len() as u64,
+                sha256: gatewatch_proto::enroll::cert_sha256(&bytes),
+            };
+            Ok((meta, bytes))
+        })
+        .collect()
+}
+
+async fn store_flows(agent: Uuid, records: Vec<FlowUpload>, cx: &Context) -> Result<u64, String> {
+    if records.len() > bulk::MAX_FLOWS_PER_REQUEST {
+        return Err(format!("at most {} records per request", bulk::MAX_FLOWS_PER_REQUEST));
+    }
+    if let Some(bad) = records
+        .iter()
+        .find(|r| r.features.len() != gatewatch_proto::FEATURE_COUNT || r.features.iter().any(|v| !v.is_finite()))
+    {
+        return Err(format!(
+            "record {} needs {} finite features",
+            bad.id,
+            gatewatch_proto::FEATURE_COUNT
+        ));
+    }
+    let n = records.len() as u64;
+    let db = cx.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = db.get().map_err(|e| e.to_string())?;
+        crate::broker::ingest::flows(&mut conn, agent, &records).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    cx.stats.flows_stored.fetch_add(n, Relaxed);
+    Ok(n)
+}

@@ -1,0 +1,157 @@
+//! The fleet link's bulk channel: QUIC with mutual TLS, ALPN [`ALPN`], one bidirectional
+//! stream per request. Each message is a frame: a 4-byte big-endian length, then JSON. A
+//! model download is followed on the same stream by the files' bytes, in the order listed.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const ALPN: &[u8] = b"gatewatch/1";
+/// Largest JSON frame either side accepts.
+pub const MAX_FRAME: usize = 16 << 20;
+/// Flow records per upload request at most.
+pub const MAX_FLOWS_PER_REQUEST: usize = 5_000;
+
+/// Agent → hub, the first frame of a stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The files of the hub's active model, which must be `version`.
+    Model { version: String },
+    /// Flow records of monitored devices, for the hub's traffic log.
+    Flows { records: Vec<FlowUpload> },
+}
+
+/// One completed flow of a monitored device, as the hub stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowUpload {
+    /// Made at the agent (UUIDv7): a re-sent record is stored once.
+    pub id: Uuid,
+    pub device: IpAddr,
+    /// The flow's start, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// The 78 features in schema order.
+    pub features: Vec<f32>,
+    pub source: FlowSource,
+}
+
+/// Where the agent's packets came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowSource {
+    Live,
+    Pcap,
+    Simulated,
+}
+
+impl FlowSource {
+    /// The hub's `traffic_logs.source_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowSource::Live => "live",
+            FlowSource::Pcap => "pcap",
+            FlowSource::Simulated => "simulated",
+        }
+    }
+}
+
+/// Hub → agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// The model's files follow, raw, in this order.
+    Model {
+        version: String,
+        files: Vec<ModelFile>,
+    },
+    /// Flow records stored (re-sent ones count as stored).
+    Stored {
+        count: u64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// A plain file name (`model.onnx`, `scaler.json`, `metadata.json`).
+    pub name: String,
+    pub len: u64,
+    /// SHA-256 of the contents, lower-case hex.
+    pub sha256: String,
+}
+
+impl ModelFile {
+    /// Only plain names: a file list must not write outside the model directory.
+    pub fn name_is_safe(&self) -> bool {
+        !self.name.is_empty()
+            && self.name.len() <= 64
+            && !self.name.starts_with('.')
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("frame is not a valid message: {0}")]
+    Invalid(String),
+}
+
+/// A message as a frame.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let json = serde_json::to_vec(message).unwrap_or_default();
+    let mut frame = Vec::with_capacity(4 + json.len());
+    frame.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&json);
+    frame
+}
+
+/// The length a frame's prefix announces, if acceptable.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// A frame's body as a message.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(body).map_err(|e| FrameError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused() {
+        let request = Request::Model { version: "v2".into() };
+        let frame = encode(&request);
+        let len = frame_len(frame[..4].try_into().expect("prefix")).expect("fits");
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(decode::<Request>(&frame[4..]).expect("decodes"), request);
+        assert_eq!(frame_len([0xff, 0, 0, 0]), Err(FrameError::TooLarge(0xff00_0000)));
+        assert!(decode::<Request>(b"{\"type\":\"shell\"}").is_err());
+    }
+
+    #[test]
+    fn model_file_names_stay_inside_the_directory() {
+        let file = |name: &str| ModelFile {
+            name: name.into(),
+            len: 1,
+            sha256: String::new(),
+        };
+        assert!(file("model.onnx").name_is_safe());
+        for bad in ["../etc/passwd", "a/b", "", ".hidden", "x y"] {
+            assert!(!file(bad).name_is_safe(), "{bad}");
+        }
+    }
+}
