@@ -39,6 +39,7 @@ environment overrides in brackets):
   uplink.in_flight         batches sent ahead of the hub's acknowledgement [32]
   uplink.resend_after_secs unacknowledged batches are sent again after [10]
   uplink.drain_secs        at stop, wait this long for the hub to acknowledge [10]
+  uplink.flow_records      upload monitored devices' flow records over QUIC (enrolled agents) [true]
   spool.max_bytes          disk spool cap [268435456]
   spool.segment_bytes      spool segment file size [8388608]
   spool.fsync              always | periodic | never [periodic]
@@ -111,6 +112,7 @@ pub struct UplinkConfig {
     pub in_flight: usize,
     pub resend_after_secs: u64,
     pub drain_secs: u64,
+    pub flow_records: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -188,6 +190,7 @@ impl Default for UplinkConfig {
             in_flight: 32,
             resend_after_secs: 10,
             drain_secs: 10,
+            flow_records: true,
         }
     }
 }

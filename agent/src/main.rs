@@ -801,10 +801,31 @@ fn run_agent(args: RunArgs) -> Result<()> {
         tracing::info!("stopping: draining to the hub");
         signalled.store(true, Ordering::Relaxed);
     });
+    // Flow records go up over the same QUIC connection as model downloads.
+    let mut flow_upload = None;
+    let tap = match &rollout {
+        Some(r) if config.uplink.flow_records => {
+            let source = match config.source.kind {
+                gatewatch_agent::config::SourceKind::Interface => gatewatch_proto::bulk::FlowSource::Live,
+                gatewatch_agent::config::SourceKind::Pcap => gatewatch_proto::bulk::FlowSource::Pcap,
+                gatewatch_agent::config::SourceKind::Simulator => gatewatch_proto::bulk::FlowSource::Simulated,
+            };
+            let (tap, queue) = gatewatch_agent::uplink::flows::FlowTap::new(source);
+            flow_upload = Some(runtime.spawn(gatewatch_agent::uplink::flows::upload(r.client.clone(), queue)));
+            Some(tap)
+        }
+        _ => None,
+    };
+    let flows_dropped = tap.as_ref().map(|t| t.dropped.clone());
+    let links = run::PipelineLinks {
+        detections: tx,
+        models: models_rx,
+        flows: tap,
+    };
     let pipeline_config = config.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || run::pipeline(&pipeline_config, model, models_rx, tx, stop))
+        .spawn(move || run::pipeline(&pipeline_config, model, links, stop))
         .context("starting the pipeline thread")?;
     let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_version, rollout));
     let pipeline = pipeline
@@ -812,6 +833,19 @@ fn run_agent(args: RunArgs) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
     let uplink = uplink.context("uplink")?;
     let pipeline = pipeline?;
+    if let Some(task) = flow_upload {
+        // The pipeline has closed the queue; what is left goes up once more.
+        match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(15), task).await }) {
+            Ok(Ok(f)) => eprintln!(
+                "flow records: uploaded {}, dropped (queue full) {}, unsent {}, failed attempts {}",
+                f.uploaded,
+                flows_dropped.map_or(0, |d| d.load(Ordering::Relaxed)),
+                f.unsent,
+                f.failed_attempts
+            ),
+            _ => eprintln!("flow records: the last upload did not finish"),
+        }
+    }
     let s = uplink.sender;
     eprintln!(
         "done: packets {} flows {} windows scored {} (attacks {}), detections sent in {} batches, acknowledged {}, still spooled {} (dropped: new {}, old {}, corrupt {}), reconnects {}",

@@ -129,11 +129,21 @@ pub struct PipelineReport {
 
 /// Runs the source until `stop` is set (or a pcap source fails), sending detections on
 /// `out`. Runs on its own thread: capture and scoring are blocking work.
+/// The pipeline's connections to the rest of the agent.
+#[derive(Debug)]
+pub struct PipelineLinks {
+    /// Detections out, to the uplink.
+    pub detections: mpsc::Sender<Detection>,
+    /// Models rolled out by the hub, in.
+    pub models: std::sync::mpsc::Receiver<Arc<Model>>,
+    /// Flow records of monitored devices out, if they are uploaded.
+    pub flows: Option<crate::uplink::flows::FlowTap>,
+}
+
 pub fn pipeline(
     config: &AgentConfig,
     model: Arc<Model>,
-    models: std::sync::mpsc::Receiver<Arc<Model>>,
-    out: mpsc::Sender<Detection>,
+    links: PipelineLinks,
     stop: Arc<AtomicBool>,
 ) -> Result<PipelineReport, RunError> {
     let flow_config = FlowConfig {
@@ -144,8 +154,9 @@ pub fn pipeline(
     detect_config.batch = config.detect.batch;
     let mut stage = Stage {
         detector: Detector::new(model, detect_config),
-        models,
-        out,
+        models: links.models,
+        flow_tap: links.flows,
+        out: links.detections,
         max_wait: config.max_wait(),
         last_flush: Instant::now(),
         flows: 0,
@@ -238,6 +249,7 @@ struct Stage {
     detector: Detector,
     /// Models rolled out by the hub, swapped in between batches.
     models: std::sync::mpsc::Receiver<Arc<Model>>,
+    flow_tap: Option<crate::uplink::flows::FlowTap>,
     out: mpsc::Sender<Detection>,
     max_wait: Duration,
     last_flush: Instant,
@@ -250,6 +262,15 @@ struct Stage {
 impl Stage {
     fn flow(&mut self, rec: &FlowRecord) {
         self.flows += 1;
+        if let Some(tap) = &self.flow_tap {
+            // A flow between two monitored devices is recorded once, for its initiator.
+            if let Some(device) = [rec.key.src, rec.key.dst]
+                .into_iter()
+                .find(|ip| self.detector.is_device(*ip))
+            {
+                tap.offer(rec, device);
+            }
+        }
         let out = &self.out;
         let closed = &mut self.closed;
         if let Err(e) = self

@@ -1,7 +1,8 @@
 //! Identity on the fleet link: a hub with its own broker, agents enrolled with one-time tokens
 //! from the hub's CLI, predictions over MQTT with mutual TLS. Then what must be refused: a
-//! spent token, a hub CA that does not match the fingerprint, a forged certificate, an agent
-//! publishing as another, and a revoked agent (new and live connections).
+//! spent token, a hub CA that does not match the fingerprint, a forged certificate (MQTT and
+//! QUIC), an agent publishing as another, and a revoked agent (new and live connections, MQTT
+//! and QUIC).
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use gatewatch_agent::uplink::bulk::{BulkClient, BulkError};
 use gatewatch_agent::uplink::identity::Identity;
 use gatewatch_proto::fleet::{self, Channel};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
@@ -202,10 +204,30 @@ fn enrolled_agents_report_over_mutual_tls_and_nobody_else_gets_in() {
             connected(&mut el).await.is_err(),
             "a forged certificate must be refused"
         );
+        // The same on QUIC (the hub's QUIC port has the MQTT port's number, on UDP).
+        let models = dir.path().join("downloads");
+        let quic = |id: &Identity| BulkClient::new(id, "127.0.0.1", tls_port).expect("quic client");
+        let refused = quic(&forged).fetch_model("any", &models).await;
+        assert!(matches!(refused, Err(BulkError::Quic(_))), "{refused:?}");
+        let a = Identity::load(&dir.path().join(&a_name)).expect("a").expect("enrolled");
+        let bundled = gatewatch_models::store::Metadata::load(&common::repo().join("models/default/metadata.json"))
+            .expect("bundled metadata")
+            .model_version;
+        let fetched = quic(&a)
+            .fetch_model(&bundled, &models)
+            .await
+            .expect("A may download the model");
+        assert!(fetched.join("model.onnx").is_file());
 
-        // Revoking B closes its live connection within seconds and refuses it afterwards.
+        // Revoking B closes its live connections within seconds and refuses new ones.
         let (_client, mut el) = session(&b, &fleet::agent_client_id(b_id), tls_port);
         connected(&mut el).await.expect("B logs in again");
+        let b_quic = quic(&b);
+        let answer = b_quic.fetch_model("not-the-active-one", &models).await;
+        assert!(
+            matches!(answer, Err(BulkError::Hub(_))),
+            "B is heard on QUIC: {answer:?}"
+        );
         let out = hub.cli(&["agents", "revoke", &b_id.to_string()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let took = closed_within(&mut el, Duration::from_secs(10)).await;
@@ -213,6 +235,16 @@ fn enrolled_agents_report_over_mutual_tls_and_nobody_else_gets_in() {
         println!("revoked connection closed after {took:?}");
         let (_c, mut el) = session(&b, &fleet::agent_client_id(b_id), tls_port);
         assert!(connected(&mut el).await.is_err(), "a revoked agent must be refused");
+        let live = b_quic.fetch_model(&bundled, &models).await;
+        assert!(
+            matches!(live, Err(BulkError::Quic(_))),
+            "B's QUIC connection must be closed: {live:?}"
+        );
+        let fresh = quic(&b).fetch_model(&bundled, &models).await;
+        assert!(
+            matches!(fresh, Err(BulkError::Quic(_))),
+            "B must be refused on QUIC: {fresh:?}"
+        );
     });
     assert_eq!(
         statuses(&mut conn, &format!("SELECT status FROM agents WHERE id = '{b_id}'")),

@@ -93,6 +93,11 @@ impl Detector {
         }
     }
 
+    /// Whether `ip` is a monitored device.
+    pub fn is_device(&self, ip: std::net::IpAddr) -> bool {
+        self.windows.is_device(ip)
+    }
+
     /// Windows waiting for the next batch.
     pub fn pending(&self) -> usize {
         self.pending.len()

@@ -2,9 +2,10 @@
 //! ([`sender`]), which keeps them while the hub is away, and go out over MQTT ([`mqtt`]) until
 //! the hub acknowledges that it stored them, over mutual TLS with the identity from
 //! enrollment ([`identity`]) when the hub runs its own broker. Models the hub rolls out come
-//! down over QUIC ([`bulk`], [`rollout`]).
+//! down over QUIC ([`bulk`], [`rollout`]), and flow records go up the same way ([`flows`]).
 
 pub mod bulk;
+pub mod flows;
 pub mod identity;
 pub mod mqtt;
 pub mod rollout;
