@@ -46,6 +46,7 @@ for i in $(seq "$agents"); do
     cat >"$run_dir/$name/agent.toml" <<EOF
 name = "$name"
 state_dir = "$run_dir/$name"
+metrics_listen = "127.0.0.1:$((9476 + i))"
 [source]
 kind = "simulator"
 simulator_seed = $i
@@ -63,12 +64,13 @@ EOF
     fi
     "$bin/gatewatch-agent" run --config "$run_dir/$name/agent.toml" >"$run_dir/$name/agent.log" 2>&1 &
     pids+=($!)
-    echo "== agent $name simulating 192.168.$i.0/24 (log $run_dir/$name/agent.log)"
+    echo "== agent $name simulating 192.168.$i.0/24 (log $run_dir/$name/agent.log, metrics http://127.0.0.1:$((9476 + i))/metrics)"
 done
 
 cat <<EOF
 == running. Log in as admin / $password:
    API docs      http://127.0.0.1:$port/docs
+   metrics       http://127.0.0.1:$port/metrics
    live events   ws://127.0.0.1:$port/ws/live?token=<access token>
    token         curl -s -X POST http://127.0.0.1:$port/api/v1/auth/login -H 'Content-Type: application/json' \\
                       -d '{"username":"admin","password":"$password"}'

@@ -44,6 +44,7 @@ environment overrides in brackets):
   spool.segment_bytes      spool segment file size [8388608]
   spool.fsync              always | periodic | never [periodic]
   spool.when_full          drop_oldest | reject_new [drop_oldest]
+  metrics_listen           Prometheus endpoint, ADDRESS:PORT or \"off\" [127.0.0.1:9477] (GATEWATCH_METRICS_LISTEN)
   log                      tracing filter [info]                               (GATEWATCH_LOG)";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -57,6 +58,7 @@ pub struct AgentConfig {
     pub detect: DetectSection,
     pub uplink: UplinkConfig,
     pub spool: SpoolSection,
+    pub metrics_listen: String,
     pub log: String,
 }
 
@@ -135,6 +137,7 @@ impl Default for AgentConfig {
             detect: DetectSection::default(),
             uplink: UplinkConfig::default(),
             spool: SpoolSection::default(),
+            metrics_listen: "127.0.0.1:9477".into(),
             log: "info".into(),
         }
     }
@@ -253,6 +256,9 @@ impl AgentConfig {
         if let Some(v) = get("GATEWATCH_STATE_DIR") {
             self.state_dir = v.into();
         }
+        if let Some(v) = get("GATEWATCH_METRICS_LISTEN") {
+            self.metrics_listen = v;
+        }
         if let Some(v) = get("GATEWATCH_HUB_MQTT_URL") {
             self.hub.mqtt_url = Some(v);
         }
@@ -284,6 +290,7 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, problem: String, fix| Err(ConfigError::Invalid { key, problem, fix });
         self.broker(None)?;
+        self.metrics_addr()?;
         self.networks()?;
         self.mode()?;
         if self.detect.devices.is_empty() {
@@ -371,6 +378,22 @@ impl AgentConfig {
         })
     }
 
+    /// Where the metrics endpoint listens; `None` when it is off.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.metrics_listen.trim() == "off" {
+            return Ok(None);
+        }
+        self.metrics_listen
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid {
+                key: "metrics_listen",
+                problem: format!("is {:?}", self.metrics_listen),
+                fix: "give ADDRESS:PORT such as 127.0.0.1:9477, or \"off\"",
+            })
+    }
+
     pub fn networks(&self) -> Result<Vec<Network>, ConfigError> {
         self.detect
             .devices
@@ -431,6 +454,7 @@ mod tests {
             ("source.pcap", |c| c.source.kind = SourceKind::Pcap),
             ("flow.mode", |c| c.flow.mode = "fast".into()),
             ("uplink.in_flight", |c| c.uplink.in_flight = 0),
+            ("metrics_listen", |c| c.metrics_listen = "9477".into()),
             ("spool.max_bytes", |c| c.spool.max_bytes = 1),
         ];
         for (key, tweak) in cases {

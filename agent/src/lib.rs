@@ -7,6 +7,7 @@ pub mod capture;
 pub mod config;
 pub mod detect;
 pub mod flow;
+pub mod metrics;
 pub mod pipeline;
 pub mod run;
 pub mod uplink;

@@ -751,6 +751,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
         },
     );
     let hostname = hostname();
+    let metrics = Arc::new(gatewatch_agent::metrics::AgentMetrics::default());
     let link = mqtt::LinkConfig {
         broker: broker.clone(),
         tls,
@@ -759,6 +760,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
         hostname,
         heartbeat: Duration::from_secs(u64::from(config.hub.heartbeat_secs)),
         drain_timeout: Duration::from_secs(config.uplink.drain_secs),
+        metrics: metrics.clone(),
     };
     tracing::info!(%agent_id, name = %link.name, model = %version, source = ?config.source.kind, "agent starting");
 
@@ -801,6 +803,13 @@ fn run_agent(args: RunArgs) -> Result<()> {
         tracing::info!("stopping: draining to the hub");
         signalled.store(true, Ordering::Relaxed);
     });
+    if let Some(addr) = config.metrics_addr()? {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("metrics_listen: cannot listen on {addr} (set another address, or \"off\")"))?;
+        runtime.spawn(gatewatch_agent::metrics::serve(listener, metrics.clone()));
+        tracing::info!(%addr, "metrics endpoint listening");
+    }
     // Flow records go up over the same QUIC connection as model downloads.
     let mut flow_upload = None;
     let tap = match &rollout {
@@ -811,7 +820,11 @@ fn run_agent(args: RunArgs) -> Result<()> {
                 gatewatch_agent::config::SourceKind::Simulator => gatewatch_proto::bulk::FlowSource::Simulated,
             };
             let (tap, queue) = gatewatch_agent::uplink::flows::FlowTap::new(source);
-            flow_upload = Some(runtime.spawn(gatewatch_agent::uplink::flows::upload(r.client.clone(), queue)));
+            flow_upload = Some(runtime.spawn(gatewatch_agent::uplink::flows::upload(
+                r.client.clone(),
+                queue,
+                metrics.clone(),
+            )));
             Some(tap)
         }
         _ => None,
@@ -821,6 +834,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
         detections: tx,
         models: models_rx,
         flows: tap,
+        metrics: metrics.clone(),
     };
     let pipeline_config = config.clone();
     let pipeline = std::thread::Builder::new()

@@ -138,6 +138,8 @@ pub struct PipelineLinks {
     pub models: std::sync::mpsc::Receiver<Arc<Model>>,
     /// Flow records of monitored devices out, if they are uploaded.
     pub flows: Option<crate::uplink::flows::FlowTap>,
+    /// Where the pipeline's counters are copied for the metrics endpoint.
+    pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 pub fn pipeline(
@@ -156,6 +158,8 @@ pub fn pipeline(
         detector: Detector::new(model, detect_config),
         models: links.models,
         flow_tap: links.flows,
+        metrics: links.metrics,
+        last_metrics: Instant::now(),
         out: links.detections,
         max_wait: config.max_wait(),
         last_flush: Instant::now(),
@@ -250,6 +254,8 @@ struct Stage {
     /// Models rolled out by the hub, swapped in between batches.
     models: std::sync::mpsc::Receiver<Arc<Model>>,
     flow_tap: Option<crate::uplink::flows::FlowTap>,
+    metrics: Arc<crate::metrics::AgentMetrics>,
+    last_metrics: Instant,
     out: mpsc::Sender<Detection>,
     max_wait: Duration,
     last_flush: Instant,
@@ -292,6 +298,29 @@ impl Stage {
         if self.detector.pending() > 0 && self.last_flush.elapsed() >= self.max_wait {
             self.flush();
         }
+        if self.last_metrics.elapsed() >= Duration::from_secs(1) {
+            self.copy_metrics();
+        }
+    }
+
+    fn copy_metrics(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.last_metrics = Instant::now();
+        let m = &self.metrics;
+        let d = self.detector.stats();
+        m.packets.store(self.packets, Relaxed);
+        m.flows.store(self.flows, Relaxed);
+        m.windows_scored.store(d.scored, Relaxed);
+        m.attack_windows.store(d.attacks, Relaxed);
+        m.scoring_failures.store(d.failed, Relaxed);
+        if let Some(tap) = &self.flow_tap {
+            m.flow_records_dropped.store(tap.dropped.load(Relaxed), Relaxed);
+        }
+        if let Ok(mut v) = m.model_version.lock() {
+            if *v != self.detector.model().metadata().model_version {
+                v.clone_from(&self.detector.model().metadata().model_version);
+            }
+        }
     }
 
     fn flush(&mut self) {
@@ -305,6 +334,7 @@ impl Stage {
 
     fn finish(&mut self) -> Result<(), RunError> {
         self.flush();
+        self.copy_metrics();
         Ok(())
     }
 }

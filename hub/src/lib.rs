@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod pki;
@@ -110,6 +111,7 @@ pub fn rocket(app: App) -> Rocket<Build> {
         .attach(fleet_link)
         .mount("/api/v1", api::routes())
         .mount("/", openapi::routes())
+        .mount("/", metrics::routes())
         .mount(
             "/",
             rocket::routes![

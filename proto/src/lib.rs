@@ -9,6 +9,7 @@ pub mod enroll;
 pub mod features;
 pub mod fleet;
 pub mod flow;
+pub mod metrics;
 
 pub use detection::{Detection, WindowSpan};
 pub use features::{Feature, Kind, FEATURES, FEATURE_COUNT};

@@ -256,6 +256,27 @@ fn enrolled_agents_report_over_mutual_tls_and_nobody_else_gets_in() {
     wait_for("more of agent A's predictions", Duration::from_secs(30), || {
         count(&mut conn, &a_rows) > before
     });
+
+    // Both sides count what happened, in the Prometheus text format.
+    let agent_metrics = http_get(metrics_port(&a_cfg), "/metrics");
+    assert!(
+        sample(&agent_metrics, "gatewatch_agent_windows_scored_total") > 0.0,
+        "{agent_metrics}"
+    );
+    assert!(
+        sample(&agent_metrics, "gatewatch_agent_batches_acked_total") > 0.0,
+        "{agent_metrics}"
+    );
+    let hub_metrics = http_get(hub.port, "/metrics");
+    assert_eq!(
+        sample(&hub_metrics, "gatewatch_hub_agents{status=\"revoked\"}"),
+        1.0,
+        "{hub_metrics}"
+    );
+    assert!(sample(&hub_metrics, "gatewatch_hub_mqtt_topic_violations_total") >= 1.0);
+    assert!(sample(&hub_metrics, "gatewatch_hub_mqtt_kicked_total") >= 1.0);
+    assert!(sample(&hub_metrics, "gatewatch_hub_quic_refused_total") >= 2.0);
+    assert!(sample(&hub_metrics, "gatewatch_hub_predictions_received_total") > 0.0);
     a.signal("-TERM");
     let log = a.wait(Duration::from_secs(30));
     let made = scored(&log);

@@ -69,7 +69,11 @@ pub struct FlowReport {
 }
 
 /// Uploads until the pipeline closes the queue, then tries once more with what is left.
-pub async fn upload(client: Arc<BulkClient>, mut rx: mpsc::Receiver<FlowUpload>) -> FlowReport {
+pub async fn upload(
+    client: Arc<BulkClient>,
+    mut rx: mpsc::Receiver<FlowUpload>,
+    metrics: Arc<crate::metrics::AgentMetrics>,
+) -> FlowReport {
     let mut report = FlowReport::default();
     let mut batch: Vec<FlowUpload> = Vec::new();
     let mut backoff = Duration::from_millis(500);
@@ -93,6 +97,7 @@ pub async fn upload(client: Arc<BulkClient>, mut rx: mpsc::Receiver<FlowUpload>)
         match attempt {
             Ok(Ok(_)) => {
                 report.uploaded += batch.len() as u64;
+                metrics.flow_records_uploaded.store(report.uploaded, Relaxed);
                 batch.clear();
                 backoff = Duration::from_millis(500);
                 if last_error.take().is_some() {

@@ -25,6 +25,8 @@ pub struct LinkConfig {
     pub heartbeat: Duration,
     /// At shutdown, wait this long for the hub to acknowledge what is in flight.
     pub drain_timeout: Duration,
+    /// Where the uplink's counters are copied for the metrics endpoint.
+    pub metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
 }
 
 enum LinkEvent {
@@ -66,6 +68,18 @@ fn chrono_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+fn copy_metrics(m: &crate::metrics::AgentMetrics, s: &SenderStats, report: &UplinkReport) {
+    use std::sync::atomic::Ordering::Relaxed;
+    m.detections.store(s.detections, Relaxed);
+    m.batches_sent.store(s.batches_sent, Relaxed);
+    m.batches_acked.store(s.acked_batches, Relaxed);
+    m.spool_records.store(s.spool.pending_records, Relaxed);
+    m.spool_bytes.store(s.spool.disk_bytes, Relaxed);
+    m.spool_dropped
+        .store(s.spool.dropped_new + s.spool.dropped_old, Relaxed);
+    m.reconnects.store(report.connects.saturating_sub(1), Relaxed);
 }
 
 /// Runs until `detections` closes (the pipeline ended, e.g. on SIGTERM), then drains: nothing
@@ -211,7 +225,10 @@ pub async fn run(
             _ = heartbeat.tick() => if connected {
                 let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, link.status(AgentState::Online, model_version.borrow().clone()));
             },
-            _ = sync.tick() => sender.sync()?,
+            _ = sync.tick() => {
+                sender.sync()?;
+                copy_metrics(&link.metrics, &sender.stats(), &report);
+            }
         }
         if connected {
             for payload in sender.due()? {

@@ -107,6 +107,20 @@ impl Broadcaster {
         })
     }
 
+    /// Connected clients, events published, events dropped for slow clients.
+    pub fn counts(&self) -> (usize, u64, u64) {
+        let clients = self
+            .subs
+            .lock()
+            .map(|s| s.len())
+            .unwrap_or_else(|p| p.into_inner().len());
+        (
+            clients,
+            self.published_total.load(Ordering::Relaxed),
+            self.dropped_total.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn subscribe(self: &Arc<Self>, topic: Topic) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sub = Arc::new(Subscriber {

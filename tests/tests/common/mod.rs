@@ -247,6 +247,7 @@ pub fn agent_config(
         r#"name = "{name}"
 state_dir = "{state}"
 log = "info"
+metrics_listen = "127.0.0.1:{metrics_port}"
 [hub]
 {mqtt_url}heartbeat_secs = 1
 [source]
@@ -262,11 +263,48 @@ batch_wait_ms = 100
 resend_after_secs = 3
 "#,
         state = dir.join(name).display(),
+        metrics_port = free_port(),
         pcap = pcap.display(),
         model = repo().join("models/default").display(),
     );
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// The agent's metrics endpoint from its configuration file.
+pub fn metrics_port(config: &Path) -> u16 {
+    let text = std::fs::read_to_string(config).expect("agent config");
+    text.lines()
+        .find_map(|l| l.strip_prefix("metrics_listen = \"127.0.0.1:"))
+        .and_then(|rest| rest.trim_end_matches('"').parse().ok())
+        .expect("metrics_listen in the config")
+}
+
+/// One plain HTTP GET on loopback; the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(response)
+}
+
+/// A sample's value in Prometheus text.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
 }
 
 pub fn start_agent(dir: &Path, name: &str, config: &Path) -> Proc {
