@@ -631,6 +631,57 @@ fn score(args: ScoreArgs) -> Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
+/// SIGHUP: reads the configuration again and applies what can change while running (the log
+/// filter and the monitored devices); a file that does not validate changes nothing.
+fn reload(
+    path: Option<&std::path::Path>,
+    running: &gatewatch_agent::config::AgentConfig,
+    log_filter: &tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    pipeline: &std::sync::mpsc::Sender<gatewatch_agent::run::PipelineUpdate>,
+) {
+    let fresh = match gatewatch_agent::config::AgentConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the configuration does not validate; nothing changed");
+            return;
+        }
+    };
+    match tracing_subscriber::EnvFilter::try_new(&fresh.log) {
+        Ok(filter) if fresh.log != running.log => {
+            let _ = log_filter.reload(filter);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "SIGHUP: log filter not valid; kept the old one"),
+    }
+    if fresh.detect.devices != running.detect.devices {
+        if let Ok(networks) = fresh.networks() {
+            let _ = pipeline.send(gatewatch_agent::run::PipelineUpdate::Devices(networks));
+        }
+    }
+    let mut needs_restart = Vec::new();
+    let mut differs = |key: &'static str, changed: bool| {
+        if changed {
+            needs_restart.push(key);
+        }
+    };
+    differs("hub", fresh.hub != running.hub);
+    differs("source", fresh.source != running.source);
+    differs("state_dir", fresh.state_dir != running.state_dir);
+    differs("flow", fresh.flow != running.flow);
+    differs("uplink", fresh.uplink != running.uplink);
+    differs("spool", fresh.spool != running.spool);
+    differs("metrics_listen", fresh.metrics_listen != running.metrics_listen);
+    differs("detect.model_dir/batch/max_wait_ms", {
+        let (a, b) = (&fresh.detect, &running.detect);
+        a.model_dir != b.model_dir || a.batch != b.batch || a.max_wait_ms != b.max_wait_ms
+    });
+    if needs_restart.is_empty() {
+        tracing::info!("SIGHUP: configuration reloaded");
+    } else {
+        tracing::warn!(keys = ?needs_restart, "SIGHUP: configuration reloaded; these changes take effect at the next start");
+    }
+}
+
 /// The configuration file `run` and `enroll` use: the one given, else the system one if present.
 fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
     let default_path = PathBuf::from("/etc/gatewatch/agent.toml");
@@ -691,11 +742,22 @@ fn run_agent(args: RunArgs) -> Result<()> {
 
     let path = config_path(args.config);
     let config = AgentConfig::load(path.as_deref())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("config key `log`")?)
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .init();
+    // The log filter can be changed by a reload (SIGHUP).
+    let (filter, log_filter) = tracing_subscriber::reload::Layer::new(
+        tracing_subscriber::EnvFilter::try_new(&config.log).context("config key `log`")?,
+    );
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(io::stderr)
+                    .with_ansi(io::IsTerminal::is_terminal(&io::stderr())),
+            )
+            .init();
+    }
     let model = Arc::new(run::load_model(&config)?);
     let version = model.metadata().model_version.clone();
     if args.check {
@@ -771,7 +833,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
         .context("starting the runtime")?;
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let model_version = tokio::sync::watch::Sender::new(Some(version));
-    let (models_tx, models_rx) = std::sync::mpsc::channel();
+    let (updates_tx, updates_rx) = std::sync::mpsc::channel();
     // Rollouts come over QUIC, which needs the enrolled identity.
     let rollout = match &identity {
         Some(id) if broker.tls => {
@@ -784,21 +846,28 @@ fn run_agent(args: RunArgs) -> Result<()> {
                 load: gatewatch_models::score::LoadOptions {
                     batch: config.detect.batch,
                 },
-                to_pipeline: models_tx,
+                to_pipeline: updates_tx.clone(),
             }))
         }
         _ => None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = stop.clone();
+    let (reload_path, running) = (path.clone(), config.clone());
     runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(reload_path.as_deref(), &running, &log_filter, &updates_tx),
+            }
         }
         tracing::info!("stopping: draining to the hub");
         signalled.store(true, Ordering::Relaxed);
@@ -832,7 +901,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
     let flows_dropped = tap.as_ref().map(|t| t.dropped.clone());
     let links = run::PipelineLinks {
         detections: tx,
-        models: models_rx,
+        updates: updates_rx,
         flows: tap,
         metrics: metrics.clone(),
     };

@@ -129,13 +129,22 @@ pub struct PipelineReport {
 
 /// Runs the source until `stop` is set (or a pcap source fails), sending detections on
 /// `out`. Runs on its own thread: capture and scoring are blocking work.
+/// What the running pipeline can be told.
+#[derive(Debug)]
+pub enum PipelineUpdate {
+    /// Score with this model from the next batch on.
+    Model(Arc<Model>),
+    /// Monitor these networks (`detect.devices` after SIGHUP).
+    Devices(Vec<gatewatch_models::data::Network>),
+}
+
 /// The pipeline's connections to the rest of the agent.
 #[derive(Debug)]
 pub struct PipelineLinks {
     /// Detections out, to the uplink.
     pub detections: mpsc::Sender<Detection>,
-    /// Models rolled out by the hub, in.
-    pub models: std::sync::mpsc::Receiver<Arc<Model>>,
+    /// Models rolled out by the hub and reloaded settings, in.
+    pub updates: std::sync::mpsc::Receiver<PipelineUpdate>,
     /// Flow records of monitored devices out, if they are uploaded.
     pub flows: Option<crate::uplink::flows::FlowTap>,
     /// Where the pipeline's counters are copied for the metrics endpoint.
@@ -156,7 +165,7 @@ pub fn pipeline(
     detect_config.batch = config.detect.batch;
     let mut stage = Stage {
         detector: Detector::new(model, detect_config),
-        models: links.models,
+        updates: links.updates,
         flow_tap: links.flows,
         metrics: links.metrics,
         last_metrics: Instant::now(),
@@ -251,8 +260,8 @@ pub fn pipeline(
 /// Flows into the detector, detections out to the uplink.
 struct Stage {
     detector: Detector,
-    /// Models rolled out by the hub, swapped in between batches.
-    models: std::sync::mpsc::Receiver<Arc<Model>>,
+    /// Models rolled out by the hub (swapped in between batches) and reloaded settings.
+    updates: std::sync::mpsc::Receiver<PipelineUpdate>,
     flow_tap: Option<crate::uplink::flows::FlowTap>,
     metrics: Arc<crate::metrics::AgentMetrics>,
     last_metrics: Instant,
@@ -289,11 +298,19 @@ impl Stage {
 
     /// Ready windows wait at most `max_wait` for the rest of their batch.
     fn tick(&mut self) {
-        if let Ok(model) = self.models.try_recv() {
-            // Windows ready now were made for the old model's batch: score them first.
-            self.flush();
-            tracing::info!(version = %model.metadata().model_version, "scoring with the new model");
-            self.detector.set_model(model);
+        while let Ok(update) = self.updates.try_recv() {
+            match update {
+                PipelineUpdate::Model(model) => {
+                    // Windows ready now were made for the old model's batch: score them first.
+                    self.flush();
+                    tracing::info!(version = %model.metadata().model_version, "scoring with the new model");
+                    self.detector.set_model(model);
+                }
+                PipelineUpdate::Devices(networks) => {
+                    tracing::info!(networks = networks.len(), "monitored devices reloaded");
+                    self.detector.set_networks(networks);
+                }
+            }
         }
         if self.detector.pending() > 0 && self.last_flush.elapsed() >= self.max_wait {
             self.flush();

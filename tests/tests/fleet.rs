@@ -30,19 +30,7 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
         .enable_all()
         .build()
         .expect("runtime");
-    let base = format!("http://127.0.0.1:{}", hub.port);
-    let token = rt.block_on(async {
-        let r: Value = reqwest::Client::new()
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&serde_json::json!({"username": "admin", "password": "e2e-admin-password"}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        r["access_token"].as_str().expect("token").to_string()
-    });
+    let token = rt.block_on(hub.admin_token());
     let (mut live, _) = rt
         .block_on(tokio_tungstenite::connect_async(format!(
             "ws://127.0.0.1:{}/ws/live?token={token}",

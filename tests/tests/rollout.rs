@@ -1,6 +1,7 @@
 //! Model rollout across processes: an admin uploads and activates a new model at the hub; the
 //! hub tells its enrolled agents over MQTT; each downloads the model over QUIC (mutual TLS,
 //! checksummed), swaps it in without stopping, reports it, and its predictions carry it.
+//! Then SIGHUP makes an agent re-read its configuration while it runs.
 
 mod common;
 
@@ -92,18 +93,7 @@ fn a_new_model_reaches_every_agent_within_seconds_over_quic() {
         .expect("runtime");
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}/api/v1", hub.port);
-    let token = runtime.block_on(async {
-        let login: serde_json::Value = http
-            .post(format!("{base}/auth/login"))
-            .json(&serde_json::json!({"username": "admin", "password": "e2e-admin-password"}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        login["access_token"].as_str().expect("token").to_string()
-    });
+    let token = runtime.block_on(hub.admin_token());
     let read = |f: &str| std::fs::read(repo().join("models/default").join(f)).expect("model file");
     let boundary = "gatewatch-e2e-7MA4YWxk";
     let body = multipart(
@@ -153,6 +143,27 @@ fn a_new_model_reaches_every_agent_within_seconds_over_quic() {
             "downloaded into the state directory"
         );
     }
+
+    // SIGHUP: the first agent re-reads its configuration; with no monitored network left among
+    // its traffic it stops making predictions, without restarting.
+    let cfg = dir.path().join(format!("{}.toml", names[0]));
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, text.replace("192.168.6.0/24", "10.99.0.0/16")).expect("rewrite config");
+    agents[0].signal("-HUP");
+    wait_for("the reload", Duration::from_secs(10), || {
+        agents[0].log_text().contains("monitored devices reloaded")
+    });
+    // Counted at the agent (the hub may still be storing what was scored before).
+    let scored_now = || {
+        sample(
+            &http_get(metrics_port(&cfg), "/metrics"),
+            "gatewatch_agent_windows_scored_total",
+        )
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let settled = scored_now();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(scored_now(), settled, "no windows for devices no longer monitored");
 
     // The agents stop cleanly; nothing they scored is missing or doubled across the swap.
     for (name, agent) in names.iter().zip(agents.iter_mut()) {

@@ -93,6 +93,11 @@ impl Detector {
         }
     }
 
+    /// Monitors these networks from now on (a configuration reload).
+    pub fn set_networks(&mut self, networks: Vec<Network>) {
+        self.windows.set_networks(networks);
+    }
+
     /// Whether `ip` is a monitored device.
     pub fn is_device(&self, ip: std::net::IpAddr) -> bool {
         self.windows.is_device(ip)

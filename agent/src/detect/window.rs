@@ -83,6 +83,12 @@ impl Windows {
         }
     }
 
+    /// Monitors these networks from now on. Devices outside them stop getting windows; what
+    /// they had is dropped when they go idle.
+    pub fn set_networks(&mut self, networks: Vec<Network>) {
+        self.networks = networks;
+    }
+
     pub fn is_device(&self, ip: IpAddr) -> bool {
         self.networks.iter().any(|n| n.contains(ip))
     }

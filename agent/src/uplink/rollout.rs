@@ -31,7 +31,7 @@ pub struct Rollout {
     /// `state_dir/models`.
     pub models_dir: PathBuf,
     pub load: LoadOptions,
-    pub to_pipeline: std::sync::mpsc::Sender<Arc<Model>>,
+    pub to_pipeline: std::sync::mpsc::Sender<crate::run::PipelineUpdate>,
 }
 
 impl Rollout {
@@ -62,7 +62,9 @@ impl Rollout {
                 reason: format!("its metadata says version {got}"),
             });
         }
-        self.to_pipeline.send(model).map_err(|_| RolloutError::PipelineGone)?;
+        self.to_pipeline
+            .send(crate::run::PipelineUpdate::Model(model))
+            .map_err(|_| RolloutError::PipelineGone)?;
         let current = self.models_dir.join(CURRENT);
         tokio::fs::write(&current, version)
             .await

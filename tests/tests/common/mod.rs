@@ -166,6 +166,20 @@ impl Hub {
             .expect("gatewatch-hub")
     }
 
+    /// An access token of the first admin (whose password the tests set).
+    pub async fn admin_token(&self) -> String {
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/api/v1/auth/login", self.port))
+            .json(&serde_json::json!({"username": "admin", "password": "e2e-admin-password"}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        r["access_token"].as_str().expect("token").to_string()
+    }
+
     pub fn conn(&self) -> PgConnection {
         PgConnection::establish(&format!("{PG}/{}", self.db)).expect("connect to the hub's database")
     }
