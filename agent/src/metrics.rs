@@ -119,9 +119,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<AgentMetrics>) {
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            // Read the request head (bounded); its content does not matter.
-            let mut head = [0u8; 2048];
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await;
+            // Read the whole request head (bounded, it may come in pieces); its content does not matter.
+            let read_head = async {
+                let mut head = Vec::with_capacity(1024);
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), read_head).await;
             let body = metrics.render();
             let response = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -113,8 +113,8 @@ fn enrolled_agents_report_over_mutual_tls_and_nobody_else_gets_in() {
     // Enrollment with the hub CLI's tokens.
     let (a_name, b_name) = (unique("e2e-tls-a"), unique("e2e-tls-b"));
     let pcap = capture(dir.path(), "port_scan", "192.168.5.20");
-    let a_cfg = agent_config(dir.path(), &a_name, None, &pcap, "192.168.5.0/24", 5.0);
-    let b_cfg = agent_config(dir.path(), &b_name, None, &pcap, "192.168.5.0/24", 5.0);
+    let a_cfg = agent_config(dir.path(), &a_name, None, &pcap, "192.168.5.0/24", 2.0);
+    let b_cfg = agent_config(dir.path(), &b_name, None, &pcap, "192.168.5.0/24", 2.0);
     let (a_token, fingerprint) = token(&hub);
     let out = enroll(&hub, &a_cfg, &a_token, &fingerprint);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -278,7 +278,7 @@ fn enrolled_agents_report_over_mutual_tls_and_nobody_else_gets_in() {
     assert!(sample(&hub_metrics, "gatewatch_hub_quic_refused_total") >= 2.0);
     assert!(sample(&hub_metrics, "gatewatch_hub_predictions_received_total") > 0.0);
     a.signal("-TERM");
-    let log = a.wait(Duration::from_secs(30));
+    let log = a.wait(Duration::from_secs(60));
     let made = scored(&log);
     let distinct = format!(
         "SELECT count(DISTINCT p.id) AS n FROM predictions p JOIN devices d ON d.id = p.device_id WHERE d.agent_id = '{a_id}'"

@@ -110,8 +110,8 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
     // Stop the agents (SIGTERM drains), then everything they made must be stored exactly once.
     a.signal("-TERM");
     b.signal("-TERM");
-    let a_log = a.wait(Duration::from_secs(30));
-    let b_log = b.wait(Duration::from_secs(30));
+    let a_log = a.wait(Duration::from_secs(60));
+    let b_log = b.wait(Duration::from_secs(60));
     let (a_made, b_made) = (scored(&a_log), scored(&b_log));
     assert!(
         a_made + b_made >= 10_000 && b_made > 100,
@@ -223,7 +223,7 @@ fn an_agent_spools_while_its_broker_is_gone_and_delivers_everything_after() {
         agent_predictions(&mut conn, &name).0 > stored_before + 50
     });
     agent.signal("-TERM");
-    let log = agent.wait(Duration::from_secs(30));
+    let log = agent.wait(Duration::from_secs(60));
     let made = scored(&log);
     wait_for("every prediction stored", Duration::from_secs(30), || {
         agent_predictions(&mut conn, &name).0 >= made

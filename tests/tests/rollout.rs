@@ -59,7 +59,7 @@ fn a_new_model_reaches_every_agent_within_seconds_over_quic() {
     let names = [unique("e2e-roll-a"), unique("e2e-roll-b")];
     let mut agents = Vec::new();
     for name in &names {
-        let cfg = agent_config(dir.path(), name, None, &pcap, "192.168.6.0/24", 3.0);
+        let cfg = agent_config(dir.path(), name, None, &pcap, "192.168.6.0/24", 1.0);
         let out = hub.cli(&["agents", "token", "--quiet"]);
         let line = String::from_utf8_lossy(&out.stdout).to_string();
         let mut words = line.split_whitespace();
@@ -168,7 +168,7 @@ fn a_new_model_reaches_every_agent_within_seconds_over_quic() {
     // The agents stop cleanly; nothing they scored is missing or doubled across the swap.
     for (name, agent) in names.iter().zip(agents.iter_mut()) {
         agent.signal("-TERM");
-        let log = agent.wait(Duration::from_secs(30));
+        let log = agent.wait(Duration::from_secs(60));
         let (total, distinct) = agent_predictions(&mut conn, name);
         assert_eq!((total, distinct), (scored(&log), scored(&log)), "{log}");
     }

@@ -275,6 +275,8 @@ model_dir = "{model}"
 batch_max = 50
 batch_wait_ms = 100
 resend_after_secs = 3
+# A loaded CI machine may need a while to store a backlog; wait for it at stop.
+drain_secs = 40
 "#,
         state = dir.join(name).display(),
         metrics_port = free_port(),
@@ -294,22 +296,35 @@ pub fn metrics_port(config: &Path) -> u16 {
         .expect("metrics_listen in the config")
 }
 
-/// One plain HTTP GET on loopback; the body.
+/// One plain HTTP GET on loopback; the body. Tried a few times, as a scraper would.
 pub fn http_get(port: u16, path: &str) -> String {
     use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or(response)
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })();
+        match attempt {
+            Ok(response) if response.contains("\r\n\r\n") => {
+                return response
+                    .split_once("\r\n\r\n")
+                    .map(|(_, body)| body.to_string())
+                    .unwrap_or(response)
+            }
+            Ok(response) => last_error = format!("no HTTP response: {response:?}"),
+            Err(e) => last_error = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("GET 127.0.0.1:{port}{path}: {last_error}");
 }
 
 /// A sample's value in Prometheus text.
