@@ -186,7 +186,7 @@ fn read_model(dir: &Path) -> std::io::Result<Vec<(ModelFile, Vec<u8>)>> {
             let meta = ModelFile {
                 name: name.to_string(),
                 len: bytes.len() as u64,
-                sha256: gatewatch_proto::enroll::cert_sha256(&bytes),
+                sha256: gatewatch_proto::enroll::sha256_hex(&bytes),
             };
             Ok((meta, bytes))
         })

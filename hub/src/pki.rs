@@ -108,7 +108,7 @@ impl Ca {
 
     /// SHA-256 of the CA certificate (DER), lower-case hex.
     pub fn fingerprint(&self) -> String {
-        gatewatch_proto::enroll::cert_sha256(&self.der)
+        gatewatch_proto::enroll::sha256_hex(&self.der)
     }
 
     /// Signs an agent's CSR. Only the CSR's key is used: the subject, validity and usage are
@@ -132,7 +132,7 @@ impl Ca {
         let cert = params.signed_by(&csr.public_key, &self.issuer, &self.key)?;
         Ok(Issued {
             pem: cert.pem(),
-            fingerprint: gatewatch_proto::enroll::cert_sha256(cert.der()),
+            fingerprint: gatewatch_proto::enroll::sha256_hex(cert.der()),
             not_after,
         })
     }
@@ -175,10 +175,11 @@ impl Ca {
         Ok((vec![cert.der().clone(), self.der.clone()], key))
     }
 
-    /// TLS server settings that require a client certificate from this CA. Whether that
-    /// agent is still trusted (not revoked, current certificate) is checked after the
-    /// handshake against the [`crate::broker::identity::Registry`].
-    pub fn server_config(&self, extra_names: &[String], alpn: &[&[u8]]) -> Result<rustls::ServerConfig, PkiError> {
+    /// TLS server settings, with a fresh server certificate, that require a client certificate
+    /// from this CA (callers set their ALPN). Whether that agent is still trusted (not revoked,
+    /// current certificate) is checked after the handshake against the
+    /// [`crate::broker::identity::Registry`].
+    pub fn server_config(&self, extra_names: &[String]) -> Result<rustls::ServerConfig, PkiError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).map_err(|e| PkiError::Tls(e.to_string()))?;
@@ -186,14 +187,12 @@ impl Ca {
             .build()
             .map_err(|e| PkiError::Tls(e.to_string()))?;
         let (chain, key) = self.server_identity(extra_names)?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| PkiError::Tls(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
-            .map_err(|e| PkiError::Tls(e.to_string()))?;
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(config)
+            .map_err(|e| PkiError::Tls(e.to_string()))
     }
 }
 
@@ -202,7 +201,7 @@ pub fn agent_of(cert: &CertificateDer<'_>) -> Option<(Uuid, String)> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
     let agent = Uuid::parse_str(cn).ok()?;
-    Some((agent, gatewatch_proto::enroll::cert_sha256(cert)))
+    Some((agent, gatewatch_proto::enroll::sha256_hex(cert)))
 }
 
 fn public_key_of(der: &[u8]) -> Option<Vec<u8>> {

@@ -43,12 +43,13 @@ pub struct EnrollResponse {
     pub not_after: String,
 }
 
-/// SHA-256 of a DER certificate, lower-case hex: the form fingerprints are shown and compared in.
-pub fn cert_sha256(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of some bytes (a DER certificate, a token, a model file), lower-case hex: the form
+/// fingerprints and checksums are shown and compared in.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Normalises a fingerprint an operator typed (`AB:CD…`, spaces, upper case) to [`cert_sha256`]'s form.
+/// Normalises a fingerprint an operator typed (`AB:CD…`, spaces, upper case) to [`sha256_hex`]'s form.
 pub fn normalise_fingerprint(typed: &str) -> Option<String> {
     let hex: String = typed
         .chars()
@@ -64,7 +65,7 @@ mod tests {
 
     #[test]
     fn fingerprints_are_compared_in_one_form() {
-        let fp = cert_sha256(b"x");
+        let fp = sha256_hex(b"x");
         assert_eq!(fp.len(), 64);
         let typed: String = fp
             .to_uppercase()

@@ -136,7 +136,7 @@ impl BulkClient {
         for file in &files {
             let mut bytes = vec![0u8; file.len as usize];
             recv.read_exact(&mut bytes).await.map_err(quic)?;
-            let sum = gatewatch_proto::enroll::cert_sha256(&bytes);
+            let sum = gatewatch_proto::enroll::sha256_hex(&bytes);
             if sum != file.sha256 {
                 let _ = tokio::fs::remove_dir_all(&staging).await;
                 return Err(BulkError::Protocol(format!(

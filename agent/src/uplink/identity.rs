@@ -101,7 +101,7 @@ impl Identity {
         let key = PrivateKeyDer::from_pem_slice(&read("agent.key")?).map_err(|e| corrupt(&key_path, e.to_string()))?;
         let ca_path = dir.join("ca.pem");
         let ca = CertificateDer::from_pem_slice(&read("ca.pem")?).map_err(|e| corrupt(&ca_path, e.to_string()))?;
-        if enroll::cert_sha256(&ca) != meta.ca_sha256 {
+        if enroll::sha256_hex(&ca) != meta.ca_sha256 {
             return Err(corrupt(
                 &ca_path,
                 "does not match the fingerprint recorded at enrollment".into(),
@@ -244,7 +244,7 @@ pub fn enroll(state_dir: &Path, params: &EnrollParams) -> Result<Identity, Ident
         .map_err(|e| IdentityError::BadAnswer(e.to_string()))?;
     let ca = CertificateDer::from_pem_slice(answer.ca_pem.as_bytes())
         .map_err(|e| IdentityError::BadAnswer(format!("CA: {e}")))?;
-    let got = enroll::cert_sha256(&ca);
+    let got = enroll::sha256_hex(&ca);
     if let Some(expected) = &params.ca_sha256 {
         if &got != expected {
             return Err(IdentityError::WrongCa {

@@ -110,7 +110,7 @@ pub fn issue_token(
 }
 
 fn token_hash(token: &str) -> String {
-    gatewatch_proto::enroll::cert_sha256(token.trim().as_bytes())
+    gatewatch_proto::enroll::sha256_hex(token.trim().as_bytes())
 }
 
 /// The command an operator runs on the gateway.

@@ -124,12 +124,18 @@ pub async fn start(settings: BrokerSettings, app: &crate::App) -> Result<(), Sta
             .map_err(|e| StartError::Registry(e.to_string()))?
             .map_err(StartError::Registry)?;
             tokio::spawn(app.identities.clone().follow(app.db.clone()));
-            let tls = Arc::new(app.ca.server_config(&tls_names, &[b"mqtt"])?);
+            // One server certificate for both listeners; each names its own protocol.
+            let server_tls = app.ca.server_config(&tls_names)?;
+            let mut quic_tls = server_tls.clone();
+            quic_tls.alpn_protocols = vec![gatewatch_proto::bulk::ALPN.to_vec()];
+            let mut mqtt_tls = server_tls;
+            mqtt_tls.alpn_protocols = vec![b"mqtt".to_vec()];
+            let tls = Arc::new(mqtt_tls);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|source| StartError::Listen { addr: listen, source })?;
             tracing::info!(addr = %listen, "agents' MQTT over mutual TLS listening");
-            let endpoint = crate::bulk::bind(quic, app.ca.server_config(&tls_names, &[gatewatch_proto::bulk::ALPN])?)?;
+            let endpoint = crate::bulk::bind(quic, quic_tls)?;
             tracing::info!(addr = %quic, "agents' QUIC listening");
             tokio::spawn(crate::bulk::serve(
                 endpoint,
