@@ -101,6 +101,52 @@ fn batches_are_stored_once_and_acknowledged_without_gaps() {
 }
 
 #[test]
+fn many_agents_batches_in_one_group_store_and_acknowledge_as_one_by_one() {
+    let db = common::TestDb::new();
+    let pool = Db::open(&db.url, 2).expect("db");
+    let mut c = pool.get().expect("conn");
+    // One agent known by its status, one first seen through its predictions.
+    let (known, unknown) = (Uuid::now_v7(), Uuid::now_v7());
+    ingest::status(&mut c, known, &status(known, "shed", AgentState::Online), Utc::now()).expect("status");
+    let (e1, e2) = (Uuid::now_v7(), Uuid::now_v7());
+    let k1 = batch(known, e1, 1, &["10.1.0.1", "10.1.0.2"], 6);
+    let k3 = batch(known, e1, 3, &["10.1.0.1"], 2);
+    let k2 = batch(known, e1, 2, &["10.1.0.3"], 2);
+    let u1 = batch(unknown, e2, 1, &["10.1.0.1"], 5);
+    // k1 twice in the same group: a re-delivery that overtook the acknowledgement.
+    let group = [(known, &k1), (unknown, &u1), (known, &k3), (known, &k1), (known, &k2)];
+    let out = ingest::prediction_batches(&mut c, &group).expect("store group");
+    let summary: Vec<(usize, u64)> = out.iter().map(|s| (s.new.len(), s.acked_seq)).collect();
+    // Batch 3 is stored but not acknowledged before 2 (the agent sends it again, as one by one);
+    // the repeated batch stores nothing and still acknowledges.
+    assert_eq!(summary, [(6, 1), (5, 1), (2, 1), (0, 1), (2, 2)]);
+    assert_eq!(stored(&mut c), 15);
+    // The same address under two agents is two devices; each batch names its own.
+    let devices_of = |c: &mut PgConnection, agent: Uuid| -> i64 {
+        devices::table
+            .filter(devices::agent_id.eq(agent))
+            .count()
+            .get_result(c)
+            .expect("devices")
+    };
+    assert_eq!((devices_of(&mut c, known), devices_of(&mut c, unknown)), (3, 1));
+    assert!(out[1]
+        .new
+        .iter()
+        .all(|p| out[1].device_names.contains_key(&p.device_id)));
+    let acked: (Option<Uuid>, i64) = agents::table
+        .find(known)
+        .select((agents::acked_epoch, agents::acked_seq))
+        .first(&mut c)
+        .expect("agent");
+    assert_eq!(acked, (Some(e1), 2));
+    // The whole group again stores nothing.
+    let again = ingest::prediction_batches(&mut c, &group).expect("store again");
+    assert!(again.iter().all(|s| s.new.is_empty()));
+    assert_eq!(stored(&mut c), 15);
+}
+
+#[test]
 fn devices_follow_their_agent_and_silence_means_offline() {
     let db = common::TestDb::new();
     let pool = Db::open(&db.url, 2).expect("db");

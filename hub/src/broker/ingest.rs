@@ -1,18 +1,18 @@
-//! What the hub does with agents' messages: store them (idempotently, in one transaction per
-//! batch), then tell WebSocket clients, then say which batch is committed.
+//! What the hub does with agents' messages: store them (idempotently, many batches per
+//! transaction), then tell WebSocket clients, then say which batch is committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::prelude::*;
 use gatewatch_proto::bulk::FlowUpload;
-use gatewatch_proto::fleet::{AgentState, AgentStatus, PredictionBatch};
+use gatewatch_proto::fleet::{AgentState, AgentStatus, PredictionBatch, PredictionMsg};
 use ipnetwork::IpNetwork;
 use uuid::Uuid;
 
 use crate::db::models::{DeviceRow, Prediction, TrafficRow};
-use crate::db::schema::{agents, devices, predictions, traffic_logs};
+use crate::db::schema::{agents, devices, traffic_logs};
 
 /// What a committed batch produced, for the WebSocket fan-out and the acknowledgement.
 #[derive(Debug)]
@@ -123,9 +123,6 @@ pub fn expire(conn: &mut PgConnection, silence: chrono::Duration, now: DateTime<
     })
 }
 
-/// Stores a batch of predictions in one transaction. Devices are found by (agent, address)
-/// and created on first sight; predictions whose id exists are skipped, so a batch that
-/// arrives twice stores nothing the second time.
 /// The agent's devices at these addresses, created on first sight (`10.0.0.5 @ gateway-1`);
 /// the agent too, if it never sent a status.
 fn resolve_devices(
@@ -223,73 +220,191 @@ pub fn flows(conn: &mut PgConnection, agent: Uuid, records: &[FlowUpload]) -> Qu
     })
 }
 
+/// Stores one batch of predictions in its own transaction; see [`prediction_batches`].
 pub fn predictions(conn: &mut PgConnection, agent: Uuid, batch: &PredictionBatch) -> QueryResult<Stored> {
+    let mut stored = prediction_batches(conn, &[(agent, batch)])?;
+    Ok(stored.pop().unwrap_or(Stored {
+        new: Vec::new(),
+        device_names: HashMap::new(),
+        acked_seq: 0,
+    }))
+}
+
+/// Stores many agents' batches in one transaction with a handful of set-based statements
+/// (whatever the number of batches): devices resolved together, predictions inserted from
+/// arrays with `unnest`, acknowledgement state and device last-seen updated together.
+/// Predictions whose id exists are skipped, so a batch that arrives twice stores nothing the
+/// second time. Batches are taken in order: one `Stored` per batch, in the same order.
+pub fn prediction_batches(conn: &mut PgConnection, batches: &[(Uuid, &PredictionBatch)]) -> QueryResult<Vec<Stored>> {
+    use diesel::sql_types::{Array, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
+
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+
     conn.transaction(|c| {
-        let ids = resolve_devices(c, agent, batch.predictions.iter().map(|p| p.detection.device))?;
-        let rows: Vec<Prediction> = batch
-            .predictions
+        let devices = resolve_devices_of(
+            c,
+            batches
+                .iter()
+                .flat_map(|(agent, b)| b.predictions.iter().map(|p| (*agent, p.detection.device))),
+        )?;
+        let rows: Vec<Vec<Prediction>> = batches
             .iter()
-            .filter_map(|p| {
-                let (device_id, _) = ids.get(&p.detection.device)?;
-                let d = &p.detection;
-                let attack = d.is_attack();
-                Some(Prediction {
-                    id: p.id,
-                    device_id: *device_id,
-                    score: f64::from(d.score),
-                    label: if attack { "attack" } else { "benign" }.into(),
-                    confidence: f64::from(d.confidence),
-                    attack_type: attack.then(|| d.family.chars().take(50).collect()),
-                    model_version: d.model_version.chars().take(100).collect(),
-                    window_start: None,
-                    window_end: None,
-                    feature_importance: None,
-                    inference_latency_ms: d.inference_latency_ms,
-                    ts: Utc
-                        .timestamp_nanos(d.window.last_ts_ns)
-                        .max(DateTime::<Utc>::UNIX_EPOCH),
-                })
+            .map(|(agent, b)| {
+                b.predictions
+                    .iter()
+                    .filter_map(|p| Some(prediction_row(p, devices.get(&(*agent, p.detection.device))?.0)))
+                    .collect()
             })
             .collect();
-        let mut new = Vec::new();
-        // Multi-row inserts, chunked under PostgreSQL's 65,535 bind parameters.
-        for chunk in rows.chunks(2_000) {
-            let inserted: Vec<Prediction> = diesel::insert_into(predictions::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .returning(Prediction::as_returning())
-                .get_results(c)?;
-            new.extend(inserted);
+        let all = rows.iter().flatten();
+        let inserted: Vec<Inserted> = diesel::sql_query(
+            "INSERT INTO predictions (id, device_id, score, label, confidence, attack_type, model_version, \
+             inference_latency_ms, ts) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::text[], $5::float8[], $6::text[], \
+             $7::varchar[], $8::float8[], $9::timestamptz[]) \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind::<Array<SqlUuid>, _>(all.clone().map(|r| r.id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(all.clone().map(|r| r.device_id).collect::<Vec<_>>())
+        .bind::<Array<Double>, _>(all.clone().map(|r| r.score).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(all.clone().map(|r| r.label.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Double>, _>(all.clone().map(|r| r.confidence).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(all.clone().map(|r| r.attack_type.as_deref()).collect::<Vec<_>>())
+        .bind::<Array<Varchar>, _>(all.clone().map(|r| r.model_version.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Double>, _>(all.clone().map(|r| r.inference_latency_ms).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(all.map(|r| r.ts).collect::<Vec<_>>())
+        .load(c)?;
+        // A batch delivered twice within one group: its rows go to the first copy only.
+        let mut inserted: HashSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();
+
+        // Acknowledgement state, walked through the batches in order.
+        let mut agent_ids: Vec<Uuid> = batches.iter().map(|(a, _)| *a).collect();
+        agent_ids.sort_unstable();
+        agent_ids.dedup();
+        let mut acks: HashMap<Uuid, (Option<Uuid>, i64)> = agents::table
+            .filter(agents::id.eq_any(&agent_ids))
+            .select((agents::id, agents::acked_epoch, agents::acked_seq))
+            .load::<(Uuid, Option<Uuid>, i64)>(c)?
+            .into_iter()
+            .map(|(id, epoch, seq)| (id, (epoch, seq)))
+            .collect();
+        let mut acked_seqs = Vec::with_capacity(batches.len());
+        for (agent, batch) in batches {
+            let (epoch, acked) = acks.get(agent).copied().unwrap_or((None, 0));
+            // A new epoch is a new spool, numbered from 1.
+            let acked = if epoch == Some(batch.epoch) {
+                acked.max(0) as u64
+            } else {
+                0
+            };
+            let acked_seq = if batch.seq <= acked + 1 {
+                acked.max(batch.seq)
+            } else {
+                acked
+            };
+            acks.insert(
+                *agent,
+                (Some(batch.epoch), i64::try_from(acked_seq).unwrap_or(i64::MAX)),
+            );
+            acked_seqs.push(acked_seq);
         }
-        let (epoch, acked): (Option<Uuid>, i64) = agents::table
-            .find(agent)
-            .select((agents::acked_epoch, agents::acked_seq))
-            .first(c)?;
-        // A new epoch is a new spool, numbered from 1.
-        let acked = if epoch == Some(batch.epoch) {
-            acked.max(0) as u64
-        } else {
-            0
-        };
-        let acked_seq = if batch.seq <= acked + 1 {
-            acked.max(batch.seq)
-        } else {
-            acked
-        };
-        diesel::update(agents::table.find(agent))
-            .set((
-                agents::acked_epoch.eq(batch.epoch),
-                agents::acked_seq.eq(i64::try_from(acked_seq).unwrap_or(i64::MAX)),
-            ))
-            .execute(c)?;
-        let seen: Vec<Uuid> = ids.values().map(|(id, _)| *id).collect();
+        let (ids, (epochs, seqs)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) = acks
+            .iter()
+            .filter_map(|(id, (epoch, seq))| Some((*id, ((*epoch)?, *seq))))
+            .unzip();
+        diesel::sql_query(
+            "UPDATE agents SET acked_epoch = v.epoch, acked_seq = v.seq \
+             FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(id, epoch, seq) WHERE agents.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(epochs)
+        .bind::<Array<diesel::sql_types::BigInt>, _>(seqs)
+        .execute(c)?;
+
+        let mut seen: Vec<Uuid> = devices.values().map(|(id, _)| *id).collect();
+        seen.sort_unstable();
+        seen.dedup();
         diesel::update(devices::table.filter(devices::id.eq_any(&seen)))
             .set(devices::last_seen_at.eq(Utc::now()))
             .execute(c)?;
-        Ok(Stored {
-            new,
-            device_names: ids.into_values().collect(),
-            acked_seq,
-        })
+
+        Ok(batches
+            .iter()
+            .zip(rows)
+            .zip(acked_seqs)
+            .map(|(((agent, _), rows), acked_seq)| {
+                let device_names = devices
+                    .iter()
+                    .filter(|((a, _), _)| a == agent)
+                    .map(|(_, (id, name))| (*id, name.clone()))
+                    .collect();
+                Stored {
+                    new: rows.into_iter().filter(|r| inserted.remove(&r.id)).collect(),
+                    device_names,
+                    acked_seq,
+                }
+            })
+            .collect())
     })
+}
+
+fn prediction_row(p: &PredictionMsg, device_id: Uuid) -> Prediction {
+    let d = &p.detection;
+    let attack = d.is_attack();
+    Prediction {
+        id: p.id,
+        device_id,
+        score: f64::from(d.score),
+        label: if attack { "attack" } else { "benign" }.into(),
+        confidence: f64::from(d.confidence),
+        attack_type: attack.then(|| d.family.chars().take(50).collect()),
+        model_version: d.model_version.chars().take(100).collect(),
+        window_start: None,
+        window_end: None,
+        feature_importance: None,
+        inference_latency_ms: d.inference_latency_ms,
+        ts: Utc
+            .timestamp_nanos(d.window.last_ts_ns)
+            .max(DateTime::<Utc>::UNIX_EPOCH),
+    }
+}
+
+/// Devices for many (agent, address) pairs with one query; the few not seen before go through
+/// [`resolve_devices`], which creates them (and their agent).
+fn resolve_devices_of(
+    c: &mut PgConnection,
+    wanted: impl IntoIterator<Item = (Uuid, IpAddr)>,
+) -> QueryResult<HashMap<(Uuid, IpAddr), (Uuid, String)>> {
+    let wanted: HashSet<(Uuid, IpAddr)> = wanted.into_iter().collect();
+    let mut agents_: Vec<Uuid> = wanted.iter().map(|(a, _)| *a).collect();
+    agents_.sort_unstable();
+    agents_.dedup();
+    let mut ips: Vec<IpNetwork> = wanted.iter().map(|(_, ip)| IpNetwork::from(*ip)).collect();
+    ips.sort_unstable();
+    ips.dedup();
+    let mut found: HashMap<(Uuid, IpAddr), (Uuid, String)> = devices::table
+        .filter(devices::agent_id.eq_any(&agents_))
+        .filter(devices::ip_address.eq_any(&ips))
+        .select((devices::agent_id, devices::ip_address, devices::id, devices::name))
+        .load::<(Option<Uuid>, IpNetwork, Uuid, String)>(c)?
+        .into_iter()
+        .filter_map(|(agent, ip, id, name)| Some(((agent?, ip.ip()), (id, name))))
+        .filter(|(key, _)| wanted.contains(key))
+        .collect();
+    let mut missing: HashMap<Uuid, Vec<IpAddr>> = HashMap::new();
+    for (agent, ip) in &wanted {
+        if !found.contains_key(&(*agent, *ip)) {
+            missing.entry(*agent).or_default().push(*ip);
+        }
+    }
+    for (agent, ips) in missing {
+        for (ip, device) in resolve_devices(c, agent, ips)? {
+            found.insert((agent, ip), device);
+        }
+    }
+    Ok(found)
 }

@@ -239,7 +239,21 @@ fn spawn(
     tokio::spawn(expire(db, offline_after));
 }
 
-/// Stores messages one by one, in arrival order, and acknowledges each after its commit.
+/// Most prediction messages stored in one transaction, and most predictions in them.
+const GROUP_MESSAGES: usize = 512;
+const GROUP_PREDICTIONS: usize = 25_000;
+
+/// A prediction batch that passed the checks, waiting for its group's commit.
+struct Pending {
+    publish: Publish,
+    agent: Uuid,
+    batch: PredictionBatch,
+}
+
+/// Stores messages in arrival order and acknowledges each after its commit. Prediction
+/// batches that are waiting together are stored together, in one transaction (group commit):
+/// under load the cost of a transaction is shared by many agents' batches, and when idle a
+/// batch is stored alone at once.
 async fn store(
     client: AsyncClient,
     mut work: mpsc::Receiver<Publish>,
@@ -249,83 +263,162 @@ async fn store(
     rollout: Option<Arc<ModelStore>>,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
-    while let Some(p) = work.recv().await {
-        let Some((agent, channel)) = fleet::parse_topic(&p.topic) else {
-            stats.rejected.fetch_add(1, Relaxed);
-            let _ = client.ack(&p).await;
-            continue;
-        };
-        let outcome = match channel {
-            Channel::Status => match serde_json::from_slice::<AgentStatus>(&p.payload) {
-                Ok(s) if s.agent_id == agent && s.schema == fleet::SCHEMA => {
-                    // An online agent scoring with another model than the hub's is told to switch.
-                    let behind = rollout
-                        .as_ref()
-                        .and_then(|m| m.active_files())
-                        .map(|(active, _)| active)
-                        .filter(|active| s.state == AgentState::Online && s.model_version.as_ref() != Some(active));
-                    let db = db.clone();
-                    let done = run(&db, move |c| ingest::status(c, agent, &s, chrono::Utc::now())).await;
-                    if done.is_ok() {
-                        events.publish("agent_status", &serde_json::json!({"agent_id": agent}), &[Topic::Live]);
-                        if let Some(version) = behind {
-                            command(&client, agent, fleet::Action::UseModel { version }).await;
-                        }
-                    }
-                    done.map(|_| ())
-                }
-                _ => Err(Reject::Malformed),
-            },
-            Channel::Predictions => match serde_json::from_slice::<PredictionBatch>(&p.payload) {
-                // An agent speaks only for itself: the payload's id must match its topic's.
-                Ok(batch) if batch.agent_id == agent && batch.schema == fleet::SCHEMA => {
-                    let (epoch, n) = (batch.epoch, batch.predictions.len());
-                    let db = db.clone();
-                    match run(&db, move |c| ingest::predictions(c, agent, &batch)).await {
-                        Ok(stored) => {
-                            stats.batches.fetch_add(1, Relaxed);
-                            stats.predictions.fetch_add(n as u64, Relaxed);
-                            for row in &stored.new {
-                                let name = stored
-                                    .device_names
-                                    .get(&row.device_id)
-                                    .map(String::as_str)
-                                    .unwrap_or("");
-                                crate::api::traffic::publish_prediction_to(&events, row, name);
-                            }
-                            let ack = Ack {
-                                schema: fleet::SCHEMA,
-                                epoch,
-                                seq: stored.acked_seq,
-                            };
-                            let payload = serde_json::to_vec(&ack).unwrap_or_default();
-                            let _ = client
-                                .publish(fleet::topic(agent, Channel::Ack), QoS::AtLeastOnce, false, payload)
-                                .await;
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                _ => Err(Reject::Malformed),
-            },
-            // Acks and commands go the other way; an agent publishing one is ignored.
-            Channel::Ack | Channel::Command => Err(Reject::Malformed),
-        };
-        match outcome {
-            Ok(()) => {
-                let _ = client.ack(&p).await;
-            }
-            Err(Reject::Malformed) => {
+    let mut group: Vec<Pending> = Vec::new();
+    while let Some(first) = work.recv().await {
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            let Some((agent, channel)) = fleet::parse_topic(&p.topic) else {
                 stats.rejected.fetch_add(1, Relaxed);
-                tracing::warn!(topic = %p.topic, bytes = p.payload.len(), "fleet link: message refused");
                 let _ = client.ack(&p).await;
+                continue;
+            };
+            match channel {
+                Channel::Predictions => match serde_json::from_slice::<PredictionBatch>(&p.payload) {
+                    // An agent speaks only for itself: the payload's id must match its topic's.
+                    Ok(batch) if batch.agent_id == agent && batch.schema == fleet::SCHEMA && plausible(&batch) => {
+                        group.push(Pending {
+                            publish: p,
+                            agent,
+                            batch,
+                        });
+                    }
+                    _ => refuse(&client, &stats, &p).await,
+                },
+                Channel::Status => {
+                    // In order: what came before the status is stored before it.
+                    store_group(&client, &db, &events, &stats, std::mem::take(&mut group)).await;
+                    match serde_json::from_slice::<AgentStatus>(&p.payload) {
+                        Ok(s) if s.agent_id == agent && s.schema == fleet::SCHEMA => {
+                            store_status(&client, &db, &events, rollout.as_deref(), agent, s, &p).await
+                        }
+                        _ => refuse(&client, &stats, &p).await,
+                    }
+                }
+                // Acks and commands go the other way; an agent publishing one is ignored.
+                Channel::Ack | Channel::Command => refuse(&client, &stats, &p).await,
             }
-            Err(Reject::Database(e)) => {
-                // Not acknowledged: the broker and the agent's spool both still have it.
-                tracing::error!(topic = %p.topic, error = %e, "fleet link: storing failed; the agent will send it again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            let predictions: usize = group.iter().map(|g| g.batch.predictions.len()).sum();
+            if group.len() < GROUP_MESSAGES && predictions < GROUP_PREDICTIONS {
+                next = work.try_recv().ok();
             }
+        }
+        store_group(&client, &db, &events, &stats, std::mem::take(&mut group)).await;
+    }
+}
+
+/// Scores and confidences in 0..=1: anything else would break the whole group's transaction
+/// on the table's checks.
+fn plausible(batch: &PredictionBatch) -> bool {
+    let unit = |x: f32| (0.0..=1.0).contains(&x);
+    batch.predictions.iter().all(|p| {
+        unit(p.detection.score) && unit(p.detection.confidence) && p.detection.inference_latency_ms.is_finite()
+    })
+}
+
+async fn refuse(client: &AsyncClient, stats: &BrokerStats, p: &Publish) {
+    stats.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(topic = %p.topic, bytes = p.payload.len(), "fleet link: message refused");
+    let _ = client.ack(p).await;
+}
+
+/// Stores a group of prediction batches in one transaction, then publishes their new
+/// predictions, acknowledges them to the broker and tells each agent what is stored. If the
+/// group fails, its batches are tried one by one so that one bad batch holds up only itself.
+async fn store_group(client: &AsyncClient, db: &Db, events: &Broadcaster, stats: &BrokerStats, group: Vec<Pending>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if group.is_empty() {
+        return;
+    }
+    let (group, outcome) = {
+        let db = db.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let outcome = db.get().map_err(|e| e.to_string()).and_then(|mut c| {
+                let batches: Vec<(Uuid, &PredictionBatch)> = group.iter().map(|g| (g.agent, &g.batch)).collect();
+                ingest::prediction_batches(&mut c, &batches).map_err(|e| e.to_string())
+            });
+            (group, outcome)
+        })
+        .await;
+        match done {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "fleet link: storing task failed");
+                return;
+            }
+        }
+    };
+    let stored = match outcome {
+        Ok(stored) => stored,
+        Err(e) if group.len() > 1 => {
+            tracing::warn!(batches = group.len(), error = %e, "fleet link: storing a group failed; storing its batches one by one");
+            for one in group {
+                Box::pin(store_group(client, db, events, stats, vec![one])).await;
+            }
+            return;
+        }
+        Err(e) => {
+            // Not acknowledged: the broker and the agent's spool both still have it.
+            tracing::error!(error = %e, "fleet link: storing failed; the agent will send it again");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return;
+        }
+    };
+    for (pending, stored) in group.iter().zip(stored) {
+        stats.batches.fetch_add(1, Relaxed);
+        stats
+            .predictions
+            .fetch_add(pending.batch.predictions.len() as u64, Relaxed);
+        for row in &stored.new {
+            let name = stored
+                .device_names
+                .get(&row.device_id)
+                .map(String::as_str)
+                .unwrap_or("");
+            crate::api::traffic::publish_prediction_to(events, row, name);
+        }
+        let ack = Ack {
+            schema: fleet::SCHEMA,
+            epoch: pending.batch.epoch,
+            seq: stored.acked_seq,
+        };
+        let payload = serde_json::to_vec(&ack).unwrap_or_default();
+        let _ = client
+            .publish(
+                fleet::topic(pending.agent, Channel::Ack),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await;
+        let _ = client.ack(&pending.publish).await;
+    }
+}
+
+async fn store_status(
+    client: &AsyncClient,
+    db: &Db,
+    events: &Broadcaster,
+    rollout: Option<&ModelStore>,
+    agent: Uuid,
+    s: AgentStatus,
+    p: &Publish,
+) {
+    // An online agent scoring with another model than the hub's is told to switch.
+    let behind = rollout
+        .and_then(|m| m.active_files())
+        .map(|(active, _)| active)
+        .filter(|active| s.state == AgentState::Online && s.model_version.as_ref() != Some(active));
+    match run(db, move |c| ingest::status(c, agent, &s, chrono::Utc::now())).await {
+        Ok(()) => {
+            events.publish("agent_status", &serde_json::json!({"agent_id": agent}), &[Topic::Live]);
+            if let Some(version) = behind {
+                command(client, agent, fleet::Action::UseModel { version }).await;
+            }
+            let _ = client.ack(p).await;
+        }
+        Err(e) => {
+            tracing::error!(topic = %p.topic, error = %e, "fleet link: storing a status failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
@@ -380,28 +473,22 @@ async fn roll_out(client: AsyncClient, db: Db, models: Arc<ModelStore>) {
                     .await;
                 }
             }
-            Err(e) => tracing::warn!(error = ?e, "model rollout: listing agents failed"),
+            Err(e) => tracing::warn!(error = %e, "model rollout: listing agents failed"),
         }
     }
-}
-
-#[derive(Debug)]
-enum Reject {
-    Malformed,
-    Database(String),
 }
 
 async fn run<T: Send + 'static>(
     db: &Db,
     f: impl FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
-) -> Result<T, Reject> {
+) -> Result<T, String> {
     let db = db.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = db.get().map_err(|e| Reject::Database(e.to_string()))?;
-        f(&mut conn).map_err(|e| Reject::Database(e.to_string()))
+        let mut conn = db.get().map_err(|e| e.to_string())?;
+        f(&mut conn).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| Reject::Database(e.to_string()))?
+    .map_err(|e| e.to_string())?
 }
 
 /// Marks agents offline when their heartbeats stop (the broker's last will covers clean
@@ -416,7 +503,7 @@ async fn expire(db: Db, offline_after: Duration) {
                 tracing::info!(agents = stale.len(), "agents went silent; marked offline")
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = ?e, "marking silent agents offline failed"),
+            Err(e) => tracing::warn!(error = %e, "marking silent agents offline failed"),
         }
     }
 }
