@@ -721,6 +721,8 @@ fn enroll(args: EnrollArgs) -> Result<()> {
         hostname,
     };
     let id = identity::enroll(&config.state_dir, &params).context("enrollment failed")?;
+    identity::give_to_state_dir_owner(&config.state_dir)
+        .with_context(|| format!("handing {} to its owner", config.state_dir.display()))?;
     println!(
         "enrolled as agent {} (identity in {})",
         id.agent_id,

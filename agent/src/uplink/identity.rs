@@ -329,3 +329,56 @@ fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()>
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+/// `sudo gatewatch-agent enroll` on a packaged gateway runs as root but fills a state directory
+/// that the service user owns: hand what root wrote there (the agent id, the identity) to that
+/// owner, or the service could not read its own key. Does nothing when not run as root.
+pub fn give_to_state_dir_owner(state_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{chown, MetadataExt};
+    let owner = std::fs::metadata(state_dir)?;
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    let identity = dir(state_dir);
+    let mut paths = vec![state_dir.join("agent_id"), identity.clone()];
+    for entry in std::fs::read_dir(&identity)? {
+        paths.push(entry?.path());
+    }
+    for path in paths {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.uid() == 0 => chown(&path, Some(owner.uid()), Some(owner.gid()))?,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{chown, MetadataExt};
+
+    use super::*;
+
+    #[test]
+    fn root_written_identity_goes_to_the_state_dir_owner() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("state");
+        std::fs::create_dir_all(dir(&state)).expect("mkdir");
+        std::fs::write(state.join("agent_id"), "x").expect("write");
+        std::fs::write(dir(&state).join("agent.key"), "k").expect("write");
+        let me = std::fs::metadata(&state).expect("stat").uid();
+        if me != 0 {
+            // Only root can give files away; as another user everything is already the owner's.
+            give_to_state_dir_owner(&state).expect("no-op");
+            return;
+        }
+        chown(&state, Some(65534), Some(65534)).expect("chown state dir");
+        give_to_state_dir_owner(&state).expect("hand over");
+        for path in [state.join("agent_id"), dir(&state), dir(&state).join("agent.key")] {
+            let meta = std::fs::metadata(&path).expect("stat");
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{}", path.display());
+        }
+    }
+}
