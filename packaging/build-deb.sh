@@ -2,13 +2,14 @@
 # Cross-builds gatewatch for Raspberry-Pi-class gateways and packages it as .deb:
 #
 #   sudo bash packaging/build-deb.sh [arm64|armhf|amd64 ...]     (default: all three)
+#   sudo bash packaging/build-deb.sh prepare                      (only make the build chroot)
 #
 # Builds happen in a Debian bookworm chroot (created once, reused; kept under
 # $GATEWATCH_PKG_CACHE, default /var/cache/gatewatch-pkg) with Debian's own rustc-web from
 # bookworm-security and its std for arm64/armhf, so binaries link against bookworm's glibc
 # (2.36, as on Raspberry Pi OS bookworm) and its libpcap ABI. For each ARM target the agent's
 # test suite runs under qemu-user. Packages land in target/packages/. Long-running: not for CI.
-set -euo pipefail
+set -Eeuo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${GATEWATCH_PKG_CACHE:-/var/cache/gatewatch-pkg}
@@ -16,6 +17,8 @@ root=$cache/bookworm
 outdir=$repo/target/packages
 targets=("$@")
 ((${#targets[@]})) || targets=(arm64 armhf amd64)
+prepare_only=false
+if [ "${targets[*]}" = prepare ]; then prepare_only=true; targets=(); fi
 current_step="start"
 mounted=()
 
@@ -147,15 +150,42 @@ PIN
     touch "$root/.gatewatch-toolchain"
 fi
 
+step "extra tools in the chroot (help2man, GNU time, systemd-analyze)"
+extra=()
+for p in help2man time systemd adduser; do
+    in_root dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
+done
+if ((${#extra[@]})); then
+    mount_root
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+fi
+
+if $prepare_only; then step "chroot ready in $root"; exit 0; fi
+
+# ARM binaries (the test suites, the binaries they start, the smoke test) run through qemu-user.
+# The F flag makes the kernel open the interpreter now, so it also works inside the chroot.
+step "register qemu-user binfmt handlers for arm64 and armhf"
+for arch in aarch64 arm; do
+    [ -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ] && continue
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    awk -F: -v OFS=: -v interp="/usr/bin/qemu-$arch-static" '{ $7 = interp; $8 = "F"; print }' \
+        "/usr/lib/binfmt.d/qemu-$arch.conf" > /proc/sys/fs/binfmt_misc/register
+done
+
 mount_root
 step "copy the source tree into the chroot"
-mkdir -p "$root/build/gatewatch" "$root/build/shared"
-tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./agent/fuzz/target --exclude=./agent/fuzz/corpus -cf - . | tar -C "$root/build/gatewatch" -xf -
+rm -rf "$root/build/gatewatch" "$root/build/packages"
+mkdir -p "$root/build/gatewatch" "$root/build/shared" "$root/build/packages"
+tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./agent/fuzz/target --exclude=./agent/fuzz/corpus \
+    --exclude=./packaging/generated -cf - . | tar -C "$root/build/gatewatch" -xf -
 tar -C "$repo/../shared" -cf - reference pcaps | tar -C "$root/build/shared" -xf -
+mkdir -p "$root/build/gatewatch/packaging/generated"
 
 rust_target() { case "$1" in arm64) echo aarch64-unknown-linux-gnu ;; armhf) echo armv7-unknown-linux-gnueabihf ;; amd64) echo x86_64-unknown-linux-gnu ;; esac; }
 gnu_triplet() { case "$1" in arm64) echo aarch64-linux-gnu ;; armhf) echo arm-linux-gnueabihf ;; amd64) echo x86_64-linux-gnu ;; esac; }
 qemu_for() { case "$1" in arm64) echo qemu-aarch64-static ;; armhf) echo qemu-arm-static ;; esac; }
+# The hub runs on amd64 servers and on arm64 boards (a Pi 4/5 is a real small-site hub).
+crates_for() { case "$1" in armhf) echo gatewatch-agent ;; *) echo gatewatch-agent gatewatch-hub ;; esac; }
 
 build_env() {
     local arch=$1 t u triplet
@@ -166,27 +196,88 @@ build_env() {
     if [ "$arch" != amd64 ]; then
         printf '%s\n' "CARGO_TARGET_${u}_LINKER=$triplet-gcc" "CC_${t//-/_}=$triplet-gcc" \
             "PKG_CONFIG_${t//-/_}=$triplet-pkg-config" "PKG_CONFIG_ALLOW_CROSS=1" \
-            "CARGO_TARGET_${u}_RUNNER=$(qemu_for "$arch") -L /"
+            "CARGO_TARGET_${u}_RUNNER=$(qemu_for "$arch")"
     fi
 }
+strip_for() { if [ "$1" = amd64 ]; then echo strip; else echo "$(gnu_triplet "$1")-strip"; fi; }
 
-mkdir -p "$outdir"
 summary=()
 for arch in "${targets[@]}"; do
     t=$(rust_target "$arch")
     mapfile -t envs < <(build_env "$arch")
-    step "$arch: release build ($t)"
-    in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo build --release --locked --target $t -p gatewatch-agent"
-    if [ "$arch" != amd64 ]; then
-        step "$arch: agent test suite under $(qemu_for "$arch")"
-        # The network-namespace test needs iproute2 and a kernel netns API qemu-user does not emulate.
-        in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo test --release --locked --target $t -p gatewatch-proto -p gatewatch-agent -- --skip live_capture"
+    read -r -a crates <<< "$(crates_for "$arch")"
+    packages=()
+    for c in "${crates[@]}"; do packages+=(-p "$c"); done
+    if [[ " ${crates[*]} " == *" gatewatch-hub "* ]]; then
+        # The hub links libpq; its -dev package exists for one architecture at a time.
+        in_root dpkg-query -W -f='${Status}' "libpq-dev:$arch" 2>/dev/null | grep -q "install ok installed" \
+            || in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "libpq-dev:$arch" >/dev/null
     fi
-    step "$arch: package"
-    in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo deb --no-build --no-strip --target $t -p gatewatch-agent --output /build/packages/" >/dev/null
-    bin=$root/build/target/$t/release/gatewatch-agent
-    size=$(stat -c %s "$bin")
-    summary+=("$arch: gatewatch-agent $(numfmt --to=iec --suffix=B "$size") stripped")
+    step "$arch: release build of ${crates[*]} ($t)"
+    in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo build --release --locked --target $t ${packages[*]}"
+    if [ "$arch" != amd64 ]; then
+        step "$arch: agent and protocol test suites under $(qemu_for "$arch")"
+        # The test profile (no LTO): a dozen test binaries link in seconds instead of minutes each.
+        # live_capture needs network namespaces (netlink) that qemu-user does not emulate.
+        in_root env "${envs[@]}" sh -c \
+            "cd /build/gatewatch && cargo test --locked --target $t -p gatewatch-proto -p gatewatch-agent -- --skip live_capture"
+    fi
+    for c in "${crates[@]}"; do
+        step "$arch: package $c"
+        bin=/build/target/$t/release/$c
+        in_root "$(strip_for "$arch")" --strip-unneeded "$bin"
+        # The man page is the binary's own --help (run under qemu for ARM builds).
+        in_root help2man --no-info --version-string="$(in_root "$bin" --version | awk '{print $2}')" \
+            --name="$(grep -m1 '^description' "$repo/${c#gatewatch-}/Cargo.toml" | cut -d'"' -f2)" \
+            --output="/build/gatewatch/packaging/generated/$c.1" "$bin"
+        gzip -9nf "$root/build/gatewatch/packaging/generated/$c.1"
+        in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo deb --no-build --no-strip --target $t -p $c --output /build/packages/" >/dev/null
+        summary+=("$arch: $c $(numfmt --to=iec --suffix=B "$(stat -c %s "$root$bin")") stripped")
+    done
+done
+
+step "lintian"
+lintian_failed=0
+for deb in "$root"/build/packages/*.deb; do
+    in_root lintian --profile debian "/build/packages/$(basename "$deb")" || lintian_failed=1
+done
+[ "$lintian_failed" -eq 0 ] || { echo "build-deb: lintian reported errors (above)" >&2; exit 1; }
+
+# Smoke test: install each ARM agent package in the chroot, run it under qemu on a real capture,
+# compare its flow features with the x86-64 build's, measure its peak RSS, then purge.
+capture=/build/shared/pcaps/ndpi/reddit.pcap
+reference_bin=/build/target/x86_64-unknown-linux-gnu/release/gatewatch-agent
+for arch in "${targets[@]}"; do
+    [ "$arch" = amd64 ] && continue
+    if [ ! -x "$root$reference_bin" ]; then
+        step "x86-64 reference build of the agent (for the feature comparison)"
+        in_root env CARGO_HOME=/build/cargo-home CARGO_TARGET_DIR=/build/target sh -c \
+            "cd /build/gatewatch && cargo build --release --locked --target x86_64-unknown-linux-gnu -p gatewatch-agent"
+    fi
+    deb=$(ls "$root"/build/packages/gatewatch-agent_*_"$arch".deb)
+    step "$arch: install $(basename "$deb") in the chroot"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "/build/packages/$(basename "$deb")" >/dev/null
+    in_root gatewatch-agent --version
+    in_root systemd-analyze verify /lib/systemd/system/gatewatch-agent.service
+    in_root test -f /usr/share/gatewatch-agent/model/model.onnx
+    in_root gatewatch-agent run --check --config /etc/gatewatch/agent.toml >/dev/null
+    step "$arch: flow features of $(basename "$capture") under qemu vs x86-64"
+    in_root gatewatch-agent features --pcap "$capture" --out "/build/features-$arch.csv"
+    in_root "$reference_bin" features --pcap "$capture" --out /build/features-amd64.csv
+    cmp "$root/build/features-$arch.csv" "$root/build/features-amd64.csv"
+    flows=$(($(wc -l < "$root/build/features-$arch.csv") - 1))
+    step "$arch: score the capture under qemu, peak RSS"
+    in_root /usr/bin/time -f '%M' -o "/build/rss-$arch" gatewatch-agent score --pcap "$capture" --devices 0.0.0.0/0 \
+        > "$root/build/score-$arch.jsonl" 2>/dev/null
+    windows=$(wc -l < "$root/build/score-$arch.jsonl")
+    summary+=("$arch: features of $(basename "$capture") identical to x86-64 ($flows flows); scoring $windows windows peak RSS $(($(cat "$root/build/rss-$arch") / 1024)) MiB (qemu-user included)")
+    step "$arch: purge"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq gatewatch-agent >/dev/null
+    if in_root getent passwd gatewatch-agent >/dev/null || [ -e "$root/var/lib/gatewatch-agent" ] \
+        || [ -e "$root/etc/gatewatch/agent.toml" ]; then
+        echo "build-deb: purging gatewatch-agent left its user, state or configuration behind" >&2
+        exit 1
+    fi
 done
 
 mkdir -p "$outdir"

@@ -12,8 +12,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== shell scripts"
-for f in scripts/*.sh .ci/run; do bash -n "$f"; done
-shellcheck -S warning scripts/*.sh .ci/run
+maintainer_scripts=(packaging/*/postinst packaging/*/prerm packaging/*/postrm)
+for f in scripts/*.sh .ci/run packaging/build-deb.sh; do bash -n "$f"; done
+for f in "${maintainer_scripts[@]}"; do sh -n "$f"; done
+shellcheck -S warning scripts/*.sh .ci/run packaging/build-deb.sh "${maintainer_scripts[@]}"
 echo "== tests"
 bash scripts/broker.sh
 cargo nextest run --workspace --locked --no-fail-fast

@@ -11,7 +11,7 @@ Configuration keys (TOML file given by --config or GATEWATCH_CONFIG; each key ca
 by the environment variable GATEWATCH_<KEY in upper case>):
   database_url             PostgreSQL URL [postgres://localhost/gatewatch]; DATABASE_URL also works
   data_dir                 directory for generated secrets (JWT key) and uploaded models [./data]
-  model_dir                bundled detection model [./models/default if present, else /usr/share/gatewatch/model]
+  model_dir                bundled detection model [./models/default if present, else /usr/share/gatewatch-hub/model]
   http_address             address to listen on [0.0.0.0]
   http_port                HTTP port for API, WebSockets and UI [8000]
   db_pool_size             database connections [16]
@@ -110,7 +110,7 @@ fn default_model_dir() -> PathBuf {
     if checkout.join("model.onnx").is_file() {
         checkout
     } else {
-        PathBuf::from("/usr/share/gatewatch/model")
+        PathBuf::from("/usr/share/gatewatch-hub/model")
     }
 }
 
