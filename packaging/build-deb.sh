@@ -218,7 +218,7 @@ for arch in "${targets[@]}"; do
     if [ "$arch" != amd64 ]; then
         step "$arch: agent and protocol test suites under $(qemu_for "$arch")"
         # The test profile (no LTO): a dozen test binaries link in seconds instead of minutes each.
-        # live_capture needs network namespaces (netlink) that qemu-user does not emulate.
+        # Live capture needs ioctls (ethtool) and network namespaces qemu-user does not emulate.
         in_root env "${envs[@]}" sh -c \
             "cd /build/gatewatch && cargo test --locked --target $t -p gatewatch-proto -p gatewatch-agent -- --skip live_capture"
     fi

@@ -74,34 +74,17 @@ impl std::fmt::Debug for LiveCapture {
 impl LiveCapture {
     pub fn open(options: &LiveOptions) -> Result<Self, LiveError> {
         let interface = options.interface.clone();
-        let device = match pcap::Device::list() {
-            Ok(devices) => match devices.iter().find(|d| d.name == interface) {
-                Some(device) => device.clone(),
-                None => {
-                    let available = devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
-                    return Err(LiveError::NoSuchInterface { interface, available });
-                }
-            },
-            // Listing can fail where opening works (under qemu-user, which lacks an ethtool
-            // ioctl libpcap lists with): open the interface by its name.
-            Err(e) => {
-                tracing::debug!(error = %e, "listing interfaces failed; opening by name");
-                pcap::Device::from(interface.as_str())
-            }
+        let devices = pcap::Device::list().map_err(|e| LiveError::Open {
+            interface: interface.clone(),
+            detail: e.to_string(),
+        })?;
+        let Some(device) = devices.iter().find(|d| d.name == interface).cloned() else {
+            let available = devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(LiveError::NoSuchInterface { interface, available });
         };
-        let open_err = |e: pcap::Error| {
-            let detail = e.to_string();
-            if detail.contains("No such device") {
-                LiveError::NoSuchInterface {
-                    interface: interface.clone(),
-                    available: "unknown: listing interfaces failed".into(),
-                }
-            } else {
-                LiveError::Open {
-                    interface: interface.clone(),
-                    detail,
-                }
-            }
+        let open_err = |e: pcap::Error| LiveError::Open {
+            interface: interface.clone(),
+            detail: e.to_string(),
         };
         let mut capture = Capture::from_device(device)
             .map_err(open_err)?
