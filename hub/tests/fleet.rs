@@ -261,3 +261,38 @@ async fn the_hub_consumes_mosquitto_and_an_agent_cannot_speak_for_another() {
 fn hub_rejected(hub: &common::Served) -> u64 {
     hub.broker.rejected.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+#[test]
+fn flow_records_are_stored_once_under_their_devices() {
+    use gatewatch_hub::db::schema::traffic_logs;
+    use gatewatch_proto::bulk::{FlowSource, FlowUpload};
+
+    let db = common::TestDb::new();
+    let pool = Db::open(&db.url, 2).expect("db");
+    let mut c = pool.get().expect("conn");
+    let agent = Uuid::now_v7();
+    ingest::status(&mut c, agent, &status(agent, "attic", AgentState::Online), Utc::now()).expect("status");
+    let records: Vec<FlowUpload> = (0..6)
+        .map(|i| FlowUpload {
+            id: Uuid::now_v7(),
+            device: if i % 2 == 0 { "10.2.0.1" } else { "10.2.0.2" }.parse().expect("ip"),
+            ts_ms: 1_700_000_000_000 + i,
+            features: vec![0.5; 78],
+            source: FlowSource::Live,
+        })
+        .collect();
+    assert_eq!(ingest::flows(&mut c, agent, &records).expect("store"), 6);
+    // Sent again (after a lost answer): nothing new.
+    assert_eq!(ingest::flows(&mut c, agent, &records).expect("store again"), 0);
+    let per_device: Vec<(String, i64)> = traffic_logs::table
+        .inner_join(devices::table)
+        .group_by(devices::name)
+        .select((devices::name, diesel::dsl::count_star()))
+        .order(devices::name)
+        .load(&mut c)
+        .expect("traffic");
+    assert_eq!(
+        per_device,
+        [("10.2.0.1 @ attic".to_string(), 3), ("10.2.0.2 @ attic".to_string(), 3)]
+    );
+}

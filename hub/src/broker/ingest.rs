@@ -193,14 +193,14 @@ fn resolve_devices(
 /// Stores an agent's flow records in the traffic log; records already stored are skipped.
 pub fn flows(conn: &mut PgConnection, agent: Uuid, records: &[FlowUpload]) -> QueryResult<usize> {
     conn.transaction(|c| {
-        let ids = resolve_devices(c, agent, records.iter().map(|r| r.device))?;
+        let ids = resolve_devices_of(c, records.iter().map(|r| (agent, r.device)))?;
         let rows: Vec<TrafficRow> = records
             .iter()
             .filter_map(|r| {
                 Some(TrafficRow {
                     id: r.id,
                     ts: Utc.timestamp_millis_opt(r.ts_ms).single()?,
-                    device_id: ids.get(&r.device)?.0,
+                    device_id: ids.get(&(agent, r.device))?.0,
                     features: r.features.clone(),
                     source_type: r.source.as_str().into(),
                     flow_index: None,
@@ -332,16 +332,16 @@ pub fn prediction_batches(conn: &mut PgConnection, batches: &[(Uuid, &Prediction
             .set(devices::last_seen_at.eq(Utc::now()))
             .execute(c)?;
 
+        let mut names_by_agent: HashMap<Uuid, HashMap<Uuid, String>> = HashMap::new();
+        for ((agent, _), (id, name)) in &devices {
+            names_by_agent.entry(*agent).or_default().insert(*id, name.clone());
+        }
         Ok(batches
             .iter()
             .zip(rows)
             .zip(acked_seqs)
             .map(|(((agent, _), rows), acked_seq)| {
-                let device_names = devices
-                    .iter()
-                    .filter(|((a, _), _)| a == agent)
-                    .map(|(_, (id, name))| (*id, name.clone()))
-                    .collect();
+                let device_names = names_by_agent.get(agent).cloned().unwrap_or_default();
                 Stored {
                     new: rows.into_iter().filter(|r| inserted.remove(&r.id)).collect(),
                     device_names,
