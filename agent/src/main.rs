@@ -853,6 +853,17 @@ fn run_agent(args: RunArgs) -> Result<()> {
         }
         _ => None,
     };
+    let commands = gatewatch_agent::uplink::commands::Commands::new(
+        &config.state_dir,
+        updates_tx.clone(),
+        rollout.as_ref().map(|r| r.client.clone()),
+    )
+    .with_context(|| {
+        format!(
+            "state_dir {}: reading the hub's start/stop choices",
+            config.state_dir.display()
+        )
+    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = stop.clone();
     let (reload_path, running) = (path.clone(), config.clone());
@@ -912,7 +923,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
         .name("pipeline".into())
         .spawn(move || run::pipeline(&pipeline_config, model, links, stop))
         .context("starting the pipeline thread")?;
-    let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_version, rollout));
+    let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_version, rollout, commands));
     let pipeline = pipeline
         .join()
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;

@@ -17,9 +17,11 @@ use crate::capture::live::LiveOptions;
 use crate::capture::sim::{self, AttackType, SimConfig};
 use crate::capture::{CaptureFile, Frame};
 use crate::config::{AgentConfig, SourceKind};
+use crate::detect::monitor::Overrides;
 use crate::detect::{DetectConfig, DetectStats, Detector};
 use crate::flow::FlowConfig;
 use crate::pipeline::{self, Extractor};
+use gatewatch_proto::bulk::FlowSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -127,8 +129,6 @@ pub struct PipelineReport {
     pub detect: DetectStats,
 }
 
-/// Runs the source until `stop` is set (or a pcap source fails), sending detections on
-/// `out`. Runs on its own thread: capture and scoring are blocking work.
 /// What the running pipeline can be told.
 #[derive(Debug)]
 pub enum PipelineUpdate {
@@ -136,6 +136,77 @@ pub enum PipelineUpdate {
     Model(Arc<Model>),
     /// Monitor these networks (`detect.devices` after SIGHUP).
     Devices(Vec<gatewatch_models::data::Network>),
+    /// The devices started and stopped from the hub.
+    Overrides(Overrides),
+    /// Replay a capture through the pipeline beside the running source.
+    Replay(ReplayRequest),
+}
+
+/// A capture to replay; `done` gets the outcome once its last flow is in the detector.
+#[derive(Debug)]
+pub struct ReplayRequest {
+    pub path: PathBuf,
+    /// The device the operator uploaded it for (counted in the report).
+    pub device: std::net::IpAddr,
+    pub done: tokio::sync::oneshot::Sender<Result<ReplayReport, String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub packets: u64,
+    pub flows: u64,
+    /// Flows to or from the device.
+    pub device_flows: u64,
+}
+
+/// A replay in progress: its thread reads and paces the capture, the pipeline takes its flows.
+struct Replay {
+    flows: std::sync::mpsc::Receiver<FlowRecord>,
+    thread: Option<std::thread::JoinHandle<Result<u64, String>>>,
+    device: std::net::IpAddr,
+    report: ReplayReport,
+    done: Option<tokio::sync::oneshot::Sender<Result<ReplayReport, String>>>,
+}
+
+/// Flows a replay may have waiting for the pipeline; the replay thread waits beyond that.
+const REPLAY_QUEUE: usize = 4096;
+
+/// Reads `path` into flows as the pipeline's sources do (times shifted to now, paced at
+/// `speed`); returns the number of packets.
+fn replay_capture(
+    path: &Path,
+    flow_config: FlowConfig,
+    speed: f64,
+    out: std::sync::mpsc::SyncSender<FlowRecord>,
+    stop: &AtomicBool,
+) -> Result<u64, String> {
+    let stopped = || stop.load(Ordering::Relaxed);
+    let mut extractor = Extractor::new(flow_config);
+    let mut pacer = Pacer::new(speed);
+    let mut file = CaptureFile::open(path).map_err(|e| e.to_string())?;
+    let mut first_offset: Option<i64> = None;
+    let (mut packets, mut gone) = (0u64, false);
+    file.for_each(|frame| {
+        let offset = *first_offset.get_or_insert(pipeline::wall_clock_ns() - frame.ts_ns);
+        let shifted = Frame {
+            ts_ns: frame.ts_ns + offset,
+            ..*frame
+        };
+        if !pacer.wait(shifted.ts_ns, &stopped) {
+            return false;
+        }
+        packets += 1;
+        extractor.push(&shifted, &mut |rec| gone |= out.send(rec).is_err());
+        !gone
+    })
+    .map_err(|e| e.to_string())?;
+    if stopped() {
+        return Err("the agent stopped before the end of the capture".into());
+    }
+    extractor.flush(&mut |rec| {
+        let _ = out.send(rec);
+    });
+    Ok(packets)
 }
 
 /// The pipeline's connections to the rest of the agent.
@@ -151,6 +222,8 @@ pub struct PipelineLinks {
     pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
+/// Runs the source until `stop` is set (or a pcap source fails), sending detections on
+/// `out`. Runs on its own thread: capture and scoring are blocking work.
 pub fn pipeline(
     config: &AgentConfig,
     model: Arc<Model>,
@@ -163,7 +236,16 @@ pub fn pipeline(
     };
     let mut detect_config = DetectConfig::new(config.networks()?);
     detect_config.batch = config.detect.batch;
+    let overrides_path = config.state_dir.join(crate::detect::monitor::FILE);
+    detect_config.overrides = Overrides::load(&overrides_path).map_err(|source| RunError::State {
+        path: overrides_path,
+        source,
+    })?;
     let mut stage = Stage {
+        replays: Vec::new(),
+        flow_config,
+        replay_speed: config.source.replay_speed,
+        stop: stop.clone(),
         detector: Detector::new(model, detect_config),
         updates: links.updates,
         flow_tap: links.flows,
@@ -259,6 +341,10 @@ pub fn pipeline(
 
 /// Flows into the detector, detections out to the uplink.
 struct Stage {
+    replays: Vec<Replay>,
+    flow_config: FlowConfig,
+    replay_speed: f64,
+    stop: Arc<AtomicBool>,
     detector: Detector,
     /// Models rolled out by the hub (swapped in between batches) and reloaded settings.
     updates: std::sync::mpsc::Receiver<PipelineUpdate>,
@@ -276,6 +362,11 @@ struct Stage {
 
 impl Stage {
     fn flow(&mut self, rec: &FlowRecord) {
+        self.flow_from(rec, None);
+    }
+
+    /// A flow of the running source (`replayed` None) or of a replayed capture.
+    fn flow_from(&mut self, rec: &FlowRecord, replayed: Option<FlowSource>) {
         self.flows += 1;
         if let Some(tap) = &self.flow_tap {
             // A flow between two monitored devices is recorded once, for its initiator.
@@ -283,7 +374,7 @@ impl Stage {
                 .into_iter()
                 .find(|ip| self.detector.is_device(*ip))
             {
-                tap.offer(rec, device);
+                tap.offer(rec, device, replayed);
             }
         }
         let out = &self.out;
@@ -310,7 +401,19 @@ impl Stage {
                     tracing::info!(networks = networks.len(), "monitored devices reloaded");
                     self.detector.set_networks(networks);
                 }
+                PipelineUpdate::Overrides(overrides) => {
+                    tracing::info!(
+                        started = overrides.started.len(),
+                        stopped = overrides.stopped.len(),
+                        "devices started/stopped from the hub"
+                    );
+                    self.detector.set_overrides(overrides);
+                }
+                PipelineUpdate::Replay(request) => self.start_replay(request),
             }
+        }
+        if !self.replays.is_empty() {
+            self.pump_replays();
         }
         if self.detector.pending() > 0 && self.last_flush.elapsed() >= self.max_wait {
             self.flush();
@@ -349,7 +452,84 @@ impl Stage {
         }
     }
 
+    fn start_replay(&mut self, request: ReplayRequest) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_QUEUE);
+        let (path, flow_config, speed, stop) = (
+            request.path.clone(),
+            self.flow_config,
+            self.replay_speed,
+            self.stop.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || replay_capture(&path, flow_config, speed, tx, &stop));
+        match thread {
+            Ok(thread) => {
+                tracing::info!(path = %request.path.display(), device = %request.device, "replaying a capture from the hub");
+                self.replays.push(Replay {
+                    flows: rx,
+                    thread: Some(thread),
+                    device: request.device,
+                    report: ReplayReport::default(),
+                    done: Some(request.done),
+                });
+            }
+            Err(e) => {
+                let _ = request.done.send(Err(format!("cannot start the replay: {e}")));
+            }
+        }
+    }
+
+    /// Takes the flows replays have ready (a bounded number per call, so the running source
+    /// is not starved) and reports replays that have ended.
+    fn pump_replays(&mut self) {
+        const PER_TICK: usize = 2048;
+        let mut replays = std::mem::take(&mut self.replays);
+        for replay in &mut replays {
+            let mut ended = false;
+            for _ in 0..PER_TICK {
+                match replay.flows.try_recv() {
+                    Ok(rec) => {
+                        replay.report.flows += 1;
+                        if rec.key.src == replay.device || rec.key.dst == replay.device {
+                            replay.report.device_flows += 1;
+                        }
+                        self.flow_from(&rec, Some(FlowSource::Pcap));
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if ended {
+                // Its last windows are scored now rather than at the next timer.
+                self.flush();
+                let outcome = match replay.thread.take().map(|t| t.join()) {
+                    Some(Ok(Ok(packets))) => Ok(ReplayReport {
+                        packets,
+                        ..replay.report
+                    }),
+                    Some(Ok(Err(e))) => Err(e),
+                    _ => Err("the replay thread failed".to_string()),
+                };
+                if let Some(done) = replay.done.take() {
+                    let _ = done.send(outcome);
+                }
+            }
+        }
+        replays.retain(|r| r.done.is_some());
+        self.replays.append(&mut replays);
+    }
+
     fn finish(&mut self) -> Result<(), RunError> {
+        // Replays see the stop and end; what they read before it is scored.
+        self.stop.store(true, Ordering::Relaxed);
+        while !self.replays.is_empty() {
+            self.pump_replays();
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.flush();
         self.copy_metrics();
         Ok(())

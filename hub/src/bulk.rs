@@ -1,7 +1,8 @@
 //! The bulk side of the fleet link: a QUIC endpoint (mutual TLS with the agents'
 //! certificates, ALPN `gatewatch/1`), one bidirectional stream per request. Agents download
-//! the active model here when told over MQTT that a new one exists, and upload the flow
-//! records of their devices for the traffic log. Framing is in `gatewatch_proto::bulk`.
+//! the active model here when told over MQTT that a new one exists, upload the flow records
+//! of their devices for the traffic log, and fetch captures operators uploaded for replay.
+//! Framing is in `gatewatch_proto::bulk`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,6 +25,7 @@ pub struct BulkStats {
     pub refused: AtomicU64,
     pub models_sent: AtomicU64,
     pub flows_stored: AtomicU64,
+    pub captures_sent: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ pub struct Context {
     pub models: Arc<ModelStore>,
     pub db: Db,
     pub stats: Arc<BulkStats>,
+    /// The hub's data directory, where uploaded captures wait.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Binds the endpoint; [`serve`] then answers agents.
@@ -141,6 +145,7 @@ async fn answer(mut send: SendStream, mut recv: RecvStream, agent: Uuid, cx: &Co
             };
             send.write_all(&bulk::encode(&response)).await?;
         }
+        Request::Capture { upload_id } => send_capture(&mut send, agent, upload_id, cx).await?,
     }
     send.finish()?;
     // Wait for the agent to read everything before the stream goes away.
@@ -173,6 +178,56 @@ async fn send_model(send: &mut SendStream, version: &str, cx: &Context) -> anyho
         send.write_all(bytes).await?;
     }
     cx.stats.models_sent.fetch_add(1, Relaxed);
+    Ok(())
+}
+
+/// Streams an uploaded capture to the agent that was asked to replay it (and to no other).
+async fn send_capture(send: &mut SendStream, agent: Uuid, upload_id: Uuid, cx: &Context) -> anyhow::Result<()> {
+    use diesel::prelude::*;
+    let db = cx.db.clone();
+    let wanted = upload_id.to_string();
+    let asked = tokio::task::spawn_blocking(move || {
+        use crate::db::schema::agent_commands;
+        let mut conn = db.get()?;
+        let found: Option<serde_json::Value> = agent_commands::table
+            .filter(agent_commands::agent_id.eq(agent))
+            .filter(agent_commands::command.eq("traffic.replay_pcap"))
+            .filter(agent_commands::status.eq_any(["pending", "delivered"]))
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("payload->>'upload_id' = ")
+                    .bind::<diesel::sql_types::Text, _>(wanted),
+            )
+            .select(agent_commands::payload)
+            .first(&mut conn)
+            .optional()?;
+        Ok::<_, anyhow::Error>(found)
+    })
+    .await??;
+    let Some(payload) = asked else {
+        send.write_all(&bulk::encode(&Response::Error {
+            message: format!("no replay of capture {upload_id} is open for this agent"),
+        }))
+        .await?;
+        return Ok(());
+    };
+    let path = crate::api::traffic::upload_path(&cx.data_dir, upload_id);
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            send.write_all(&bulk::encode(&Response::Error {
+                message: format!("capture {upload_id} is gone from the hub: {e}"),
+            }))
+            .await?;
+            return Ok(());
+        }
+    };
+    let len = file.metadata().await?.len();
+    let sha256 = payload["sha256"].as_str().unwrap_or_default().to_string();
+    send.write_all(&bulk::encode(&Response::Capture { len, sha256 }))
+        .await?;
+    tokio::io::copy(&mut file, send).await?;
+    cx.stats.captures_sent.fetch_add(1, Relaxed);
+    tracing::info!(%agent, upload = %upload_id, bytes = len, "capture sent for replay");
     Ok(())
 }
 

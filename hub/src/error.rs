@@ -82,16 +82,6 @@ impl ApiError {
             )
         }
     }
-    /// For endpoints whose work is done by an agent that the hub cannot reach yet.
-    pub fn no_agent(what: &str) -> Self {
-        Self::new(
-            Status::ServiceUnavailable,
-            "no_agent_connected",
-            format!(
-                "no agent connected for this {what}; the request was recorded and will be delivered when one connects"
-            ),
-        )
-    }
 
     /// Keeps the error for the catcher that renders a failed request guard.
     pub fn stash(self, req: &Request<'_>) -> (Status, Self) {

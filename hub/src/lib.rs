@@ -51,6 +51,8 @@ pub struct App {
     pub ca: Arc<pki::Ca>,
     /// Which agent certificates are trusted now.
     pub identities: Arc<broker::identity::Registry>,
+    /// Wakes the delivery of agent commands (see `broker::commands`).
+    pub commands: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -59,6 +61,7 @@ impl App {
         Ok(App {
             ca: Arc::new(pki::Ca::load_or_create(&config.data_dir)?),
             identities: Arc::default(),
+            commands: Arc::default(),
             gateway_stats: Arc::default(),
             bulk_stats: Arc::default(),
             user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),

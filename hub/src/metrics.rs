@@ -99,6 +99,11 @@ pub async fn metrics(app: &State<App>) -> (ContentType, String) {
         get(&q.models_sent),
     );
     m.counter(
+        "gatewatch_hub_captures_sent_total",
+        "Uploaded captures sent to agents for replay.",
+        get(&q.captures_sent),
+    );
+    m.counter(
         "gatewatch_hub_flow_records_total",
         "Flow records received from agents over QUIC.",
         get(&q.flows_stored),

@@ -25,6 +25,7 @@ use crate::api;
         api::auth::UserOut,
         crate::auth::Role,
         api::agents::AgentOut,
+        api::commands::AgentCommand,
         api::agents::NewToken,
         api::agents::TokenIssued,
         gatewatch_proto::enroll::EnrollRequest,
@@ -110,6 +111,10 @@ const OPS: &[Op] = &[
     ("GET", "/api/v1/auth/me", None, 200, Some("UserOut")),
     ("POST", "/api/v1/devices", Some("NewDevice"), 201, Some("Device")),
     ("GET", "/api/v1/agents", None, 200, None),
+    ("GET", "/api/v1/commands/{id}", None, 200, Some("AgentCommand")),
+    ("POST", "/api/v1/devices/{id}/start", None, 202, Some("AgentCommand")),
+    ("POST", "/api/v1/devices/{id}/stop", None, 202, Some("AgentCommand")),
+    ("POST", "/api/v1/traffic/upload-pcap", None, 202, Some("AgentCommand")),
     (
         "POST",
         "/api/v1/agents/enrollment-tokens",
@@ -338,8 +343,12 @@ pub fn build<'a>(routes: impl Iterator<Item = &'a Route>) -> OpenApiDoc {
                 "default": { "description": "error", "content": { "application/json": { "schema": schema_ref("ErrorBody") } } }
             }
         });
-        if path.ends_with("/start") || path.ends_with("/stop") || path.ends_with("upload-pcap") {
-            op["description"] = json!("Needs a connected agent: the request is recorded and answered with 409 `no_agent_connected` until agents are connected.");
+        if path.starts_with("/api/v1/devices/") && (path.ends_with("/start") || path.ends_with("/stop"))
+            || path.ends_with("upload-pcap")
+        {
+            op["description"] = json!("Carried out by the device's agent: answered 202 with the command, which the hub delivers when the agent is online (follow it at `/api/v1/commands/{id}`); 409 `no_agent` if no agent watches the device.");
+        } else if path.ends_with("/start") || path.ends_with("/stop") {
+            op["description"] = json!("Needs agents that run this feature: the request is recorded and answered with 409 `no_agent_connected`.");
         }
         if let Some((_, _, Some(body), ..)) = spec {
             op["requestBody"] =

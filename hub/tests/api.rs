@@ -287,8 +287,8 @@ async fn devices_crud_pagination_filter_search() {
         .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
-        (Status::Conflict, Some("no_agent_connected")),
-        "{v}"
+        (Status::Conflict, Some("no_agent")),
+        "a device no agent watches: {v}"
     );
     assert_eq!(
         hub.call("POST", &format!("/api/v1/devices/{id}/stop"), Some(&hub.operator), None)
@@ -479,7 +479,7 @@ async fn oversized_body_is_413() {
 }
 
 #[rocket::async_test]
-async fn pcap_upload_checks_format_and_records_intent() {
+async fn pcap_upload_checks_format_and_needs_an_agent() {
     let hub = Hub::start_with(|c| c.max_upload_bytes = 2048).await;
     let dev = hub.device("cam").await;
     let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
@@ -529,7 +529,7 @@ async fn pcap_upload_checks_format_and_records_intent() {
     let stored = std::fs::read_dir(hub.data.path().join("uploads"))
         .map(|d| d.count())
         .unwrap_or(0);
-    assert_eq!(stored, 1);
+    assert_eq!(stored, 0, "nothing is kept for a device no agent would replay it for");
 }
 
 #[rocket::async_test]
@@ -1175,4 +1175,134 @@ async fn cors_only_for_configured_origins() {
         .dispatch()
         .await;
     assert_eq!(r.headers().get_one("Access-Control-Allow-Origin"), None);
+}
+
+/// Start/stop and capture replays go to the device's agent as commands: 202 with the command,
+/// delivered once the agent is online, finished by the agent's answer (and by no other's).
+#[rocket::async_test]
+async fn commands_for_a_devices_agent_are_queued_delivered_and_answered() {
+    use gatewatch_hub::broker::{commands, ingest};
+    use gatewatch_proto::fleet::{self, AgentState, AgentStatus, CommandResult, Outcome};
+    let hub = Hub::start_with(|c| c.max_upload_bytes = 4096).await;
+    let agent = Uuid::now_v7();
+    let status = |state| AgentStatus {
+        schema: fleet::SCHEMA,
+        agent_id: agent,
+        state,
+        name: "shed".into(),
+        hostname: "gw".into(),
+        version: "0.1.0".into(),
+        model_version: None,
+        heartbeat_secs: 10,
+        sent_at_ms: 0,
+    };
+    let mut c = hub.db.conn();
+    assert!(!ingest::status(&mut c, agent, &status(AgentState::Offline), chrono::Utc::now()).expect("status"));
+    let dev = hub.device("cam").await;
+    let (s, v) = hub
+        .call(
+            "PUT",
+            &format!("/api/v1/devices/{dev}"),
+            Some(&hub.operator),
+            Some(json!({"agent_id": agent})),
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{v}");
+
+    let (s, start) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/devices/{dev}/start"),
+            Some(&hub.operator),
+            None,
+        )
+        .await;
+    assert_eq!(s, Status::Accepted, "{start}");
+    assert_eq!(
+        (
+            start["command"].as_str(),
+            start["status"].as_str(),
+            start["payload"]["ip"].as_str()
+        ),
+        (Some("device.start"), Some("pending"), Some("10.0.0.7"))
+    );
+    let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    pcap.resize(64, 7);
+    let r = hub
+        .client
+        .post(format!("/api/v1/traffic/upload-pcap?device_id={dev}"))
+        .header(Header::new("Authorization", format!("Bearer {}", hub.operator)))
+        .body(pcap.clone())
+        .dispatch()
+        .await;
+    assert_eq!(r.status(), Status::Accepted);
+    let replay: serde_json::Value = serde_json::from_str(&r.into_string().await.expect("body")).expect("json");
+    assert_eq!(replay["payload"]["bytes"], 64);
+    assert_eq!(
+        replay["payload"]["sha256"].as_str(),
+        Some(gatewatch_proto::enroll::sha256_hex(&pcap).as_str())
+    );
+    let upload: Uuid = replay["payload"]["upload_id"]
+        .as_str()
+        .expect("upload id")
+        .parse()
+        .expect("uuid");
+    let kept = gatewatch_hub::api::traffic::upload_path(hub.data.path(), upload);
+    assert_eq!(std::fs::read(&kept).expect("the upload waits for its agent"), pcap);
+
+    // Nothing is delivered to an offline agent; everything once it comes online.
+    assert!(commands::due(&mut c).expect("due").is_empty());
+    assert!(ingest::status(&mut c, agent, &status(AgentState::Online), chrono::Utc::now()).expect("status"));
+    let due = commands::due(&mut c).expect("due");
+    assert_eq!(due.len(), 2);
+    for row in &due {
+        assert!(commands::action(row).is_ok(), "{row:?}");
+        commands::mark(&mut c, row.id, "delivered", None).expect("mark");
+    }
+    assert!(commands::due(&mut c).expect("due").is_empty());
+    // The agent drops off before answering: when it is back, it gets them again.
+    ingest::status(&mut c, agent, &status(AgentState::Offline), chrono::Utc::now()).expect("status");
+    assert!(ingest::status(&mut c, agent, &status(AgentState::Online), chrono::Utc::now()).expect("status"));
+    assert!(!ingest::status(&mut c, agent, &status(AgentState::Online), chrono::Utc::now()).expect("heartbeat"));
+    assert_eq!(commands::due(&mut c).expect("due").len(), 2);
+
+    let start_id: Uuid = start["id"].as_str().expect("id").parse().expect("uuid");
+    let answer = |outcome| CommandResult {
+        schema: fleet::SCHEMA,
+        command_id: start_id,
+        outcome,
+        message: "monitoring 10.0.0.7".into(),
+    };
+    assert!(
+        commands::finish(&mut c, Uuid::now_v7(), &answer(Outcome::Done))
+            .expect("finish")
+            .is_none(),
+        "another agent cannot answer for this one"
+    );
+    let done = commands::finish(&mut c, agent, &answer(Outcome::Done))
+        .expect("finish")
+        .expect("open");
+    assert_eq!(done.status, "done");
+    assert!(
+        commands::finish(&mut c, agent, &answer(Outcome::Failed))
+            .expect("finish")
+            .is_none(),
+        "a finished command stays finished"
+    );
+    let (s, v) = hub
+        .call("GET", &format!("/api/v1/commands/{start_id}"), Some(&hub.viewer), None)
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str(), v["result"].as_str()),
+        (Status::Ok, Some("done"), Some("monitoring 10.0.0.7"))
+    );
+    let (s, _) = hub
+        .call(
+            "GET",
+            &format!("/api/v1/commands/{}", Uuid::new_v4()),
+            Some(&hub.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, Status::NotFound);
 }

@@ -25,6 +25,7 @@ async fn role_route_matrix() {
         ("GET", "/api/v1/auth/me".into(), Viewer),
         ("POST", "/api/v1/auth/logout".into(), Viewer),
         ("GET", "/api/v1/agents".into(), Viewer),
+        ("GET", format!("/api/v1/commands/{id}"), Viewer),
         ("GET", "/api/v1/devices".into(), Viewer),
         ("POST", "/api/v1/devices".into(), Operator),
         ("GET", format!("/api/v1/devices/{id}"), Viewer),

@@ -1,6 +1,7 @@
 //! The fleet link's bulk channel: QUIC with mutual TLS, ALPN [`ALPN`], one bidirectional
 //! stream per request. Each message is a frame: a 4-byte big-endian length, then JSON. A
-//! model download is followed on the same stream by the files' bytes, in the order listed.
+//! model download is followed on the same stream by the files' bytes, in the order listed;
+//! a capture download by the capture's bytes.
 
 use std::net::IpAddr;
 
@@ -21,6 +22,8 @@ pub enum Request {
     Model { version: String },
     /// Flow records of monitored devices, for the hub's traffic log.
     Flows { records: Vec<FlowUpload> },
+    /// A capture an operator uploaded for one of this agent's devices, to replay.
+    Capture { upload_id: Uuid },
 }
 
 /// One completed flow of a monitored device, as the hub stores it.
@@ -68,6 +71,11 @@ pub enum Response {
     /// Flow records stored (re-sent ones count as stored).
     Stored {
         count: u64,
+    },
+    /// The capture's bytes follow, raw.
+    Capture {
+        len: u64,
+        sha256: String,
     },
     Error {
         message: String,

@@ -4,6 +4,8 @@
 //! under its own id. Every message carries `schema` so either side can refuse what it does
 //! not understand. JSON keeps the traffic readable with `mosquitto_sub`.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -25,10 +27,18 @@ pub enum Channel {
     Ack,
     /// Hub → agent: something to do ([`Command`]).
     Command,
+    /// Agent → hub: how an operator's command ended ([`CommandResult`]).
+    CommandResult,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Status, Channel::Predictions, Channel::Ack, Channel::Command];
+    pub const ALL: [Channel; 5] = [
+        Channel::Status,
+        Channel::Predictions,
+        Channel::Ack,
+        Channel::Command,
+        Channel::CommandResult,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +46,7 @@ impl Channel {
             Channel::Predictions => "predictions",
             Channel::Ack => "ack",
             Channel::Command => "cmd",
+            Channel::CommandResult => "cmd/ack",
         }
     }
 }
@@ -51,10 +62,11 @@ pub fn agent_client_id(agent: Uuid) -> String {
 }
 
 /// What the hub subscribes to for every agent's messages to it.
-pub fn hub_subscriptions() -> [String; 2] {
+pub fn hub_subscriptions() -> [String; 3] {
     [
         format!("{ROOT}/+/{}", Channel::Status.as_str()),
         format!("{ROOT}/+/{}", Channel::Predictions.as_str()),
+        format!("{ROOT}/+/{}", Channel::CommandResult.as_str()),
     ]
 }
 
@@ -114,7 +126,10 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
 
 /// Topics an agent may publish to: its own, except those the hub speaks on.
 pub fn agent_may_publish(agent: Uuid, topic: &str) -> bool {
-    matches!(parse_topic(topic), Some((a, Channel::Status | Channel::Predictions)) if a == agent)
+    matches!(
+        parse_topic(topic),
+        Some((a, Channel::Status | Channel::Predictions | Channel::CommandResult)) if a == agent
+    )
 }
 
 /// Filters an agent may subscribe to: only under its own id (wildcards allowed below it).
@@ -137,6 +152,58 @@ pub struct Command {
 pub enum Action {
     /// Score with this model version: download it over QUIC if it is not the one in use.
     UseModel { version: String },
+    /// Score this device's windows from now on (kept across restarts).
+    StartMonitoring { command_id: Uuid, device: IpAddr },
+    /// Stop scoring this device's windows, even inside a configured network.
+    StopMonitoring { command_id: Uuid, device: IpAddr },
+    /// Download the operator's capture `upload_id` over QUIC and replay it through the
+    /// pipeline; the device is monitored from then on.
+    ReplayPcap {
+        command_id: Uuid,
+        device: IpAddr,
+        upload_id: Uuid,
+        len: u64,
+        sha256: String,
+    },
+}
+
+impl Action {
+    /// The operator's command this carries out (a model rollout is the hub's own).
+    pub fn command_id(&self) -> Option<Uuid> {
+        match self {
+            Action::UseModel { .. } => None,
+            Action::StartMonitoring { command_id, .. }
+            | Action::StopMonitoring { command_id, .. }
+            | Action::ReplayPcap { command_id, .. } => Some(*command_id),
+        }
+    }
+}
+
+/// Agent → hub on `…/cmd/ack`: how a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub schema: u32,
+    pub command_id: Uuid,
+    pub outcome: Outcome,
+    /// What was done (or why not), for the operator.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    Failed,
+}
+
+impl Outcome {
+    /// The hub's `agent_commands.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +278,7 @@ mod tests {
             assert_eq!(parse_topic(bad), None, "{bad}");
         }
         assert_eq!(hub_subscriptions()[1], "gw/v1/agents/+/predictions");
+        assert_eq!(hub_subscriptions()[2], "gw/v1/agents/+/cmd/ack");
     }
 
     #[test]
@@ -231,6 +299,8 @@ mod tests {
         let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
         assert!(agent_may_publish(me, &topic(me, Channel::Predictions)));
         assert!(agent_may_publish(me, &topic(me, Channel::Status)));
+        assert!(agent_may_publish(me, &topic(me, Channel::CommandResult)));
+        assert!(!agent_may_publish(me, &topic(other, Channel::CommandResult)));
         assert!(
             !agent_may_publish(me, &topic(me, Channel::Ack)),
             "acks come from the hub only"
@@ -263,6 +333,30 @@ mod tests {
             serde_json::json!({"schema": 1, "action": "use_model", "version": "v7"})
         );
         assert_eq!(serde_json::from_value::<Command>(json).expect("parses"), cmd);
+        let id = Uuid::now_v7();
+        let stop = Command {
+            schema: SCHEMA,
+            action: Action::StopMonitoring {
+                command_id: id,
+                device: "10.0.0.7".parse().expect("ip"),
+            },
+        };
+        let json = serde_json::to_value(&stop).expect("serialises");
+        assert_eq!(
+            json,
+            serde_json::json!({"schema": 1, "action": "stop_monitoring", "command_id": id, "device": "10.0.0.7"})
+        );
+        assert_eq!(stop.action.command_id(), Some(id));
+        let result = CommandResult {
+            schema: SCHEMA,
+            command_id: id,
+            outcome: Outcome::Failed,
+            message: "no".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&result).expect("serialises")["outcome"],
+            serde_json::json!("failed")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! wait in `pending`, and the caller flushes on a timer (live capture) or at the end of a
 //! file, so a quiet network still gets its verdicts promptly.
 
+pub mod monitor;
 pub mod window;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ pub use window::{ReadyWindow, WindowStats, Windows};
 pub struct DetectConfig {
     /// Addresses that are monitored devices.
     pub networks: Vec<Network>,
+    /// Devices started or stopped from the hub.
+    pub overrides: monitor::Overrides,
     /// Windows scored together at most.
     pub batch: usize,
     pub max_devices: usize,
@@ -33,6 +36,7 @@ impl DetectConfig {
     pub fn new(networks: Vec<Network>) -> DetectConfig {
         DetectConfig {
             networks,
+            overrides: monitor::Overrides::default(),
             batch: 64,
             max_devices: 65_536,
             device_idle_ns: 3_600 * 1_000_000_000,
@@ -69,7 +73,11 @@ impl Detector {
     pub fn new(model: Arc<Model>, config: DetectConfig) -> Detector {
         Detector {
             model,
-            windows: Windows::new(config.networks, config.max_devices, config.device_idle_ns),
+            windows: Windows::new(
+                monitor::Monitored::new(config.networks, config.overrides),
+                config.max_devices,
+                config.device_idle_ns,
+            ),
             pending: Vec::with_capacity(config.batch.max(1)),
             batch: config.batch.max(1),
             stats: DetectStats::default(),
@@ -96,6 +104,11 @@ impl Detector {
     /// Monitors these networks from now on (a configuration reload).
     pub fn set_networks(&mut self, networks: Vec<Network>) {
         self.windows.set_networks(networks);
+    }
+
+    /// Applies the hub's start/stop choices (see [`Windows::set_overrides`]).
+    pub fn set_overrides(&mut self, overrides: monitor::Overrides) {
+        self.windows.set_overrides(overrides);
     }
 
     /// Whether `ip` is a monitored device.

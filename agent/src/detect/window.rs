@@ -1,6 +1,6 @@
 //! Per-device sliding windows over completed flows (plan §3.4).
 //!
-//! A device is an address inside the monitored networks; a flow counts for each of its
+//! A device is a monitored address (see [`Monitored`]); a flow counts for each of its
 //! endpoints that is a device (a flow between two devices is in both windows). From the
 //! 10th flow of a device on, every new flow makes a window of its last 10 flows ready.
 
@@ -11,6 +11,8 @@ use gatewatch_models::data::Network;
 use gatewatch_models::{Window, FEATURE_COUNT, WINDOW};
 use gatewatch_proto::{FlowRecord, WindowSpan};
 use hashbrown::HashMap;
+
+use super::monitor::{Monitored, Overrides};
 
 /// A window ready to score.
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ pub struct WindowStats {
 /// The sliding windows of every monitored device.
 #[derive(Debug)]
 pub struct Windows {
-    networks: Vec<Network>,
+    monitored: Monitored,
     devices: HashMap<IpAddr, Device>,
     max_devices: usize,
     idle_ns: i64,
@@ -65,9 +67,9 @@ pub struct Windows {
 impl Windows {
     /// `max_devices` bounds memory (about 3 KB per device) when a scan of the monitored
     /// range makes every address look like a device; idle devices are forgotten.
-    pub fn new(networks: Vec<Network>, max_devices: usize, idle_ns: i64) -> Windows {
+    pub fn new(monitored: Monitored, max_devices: usize, idle_ns: i64) -> Windows {
         Windows {
-            networks,
+            monitored,
             devices: HashMap::new(),
             max_devices,
             idle_ns,
@@ -86,11 +88,19 @@ impl Windows {
     /// Monitors these networks from now on. Devices outside them stop getting windows; what
     /// they had is dropped when they go idle.
     pub fn set_networks(&mut self, networks: Vec<Network>) {
-        self.networks = networks;
+        self.monitored.networks = networks;
+    }
+
+    /// Applies the hub's start/stop choices. A stopped device's window is dropped at once, so
+    /// that if it is started again its windows hold only flows seen while monitored.
+    pub fn set_overrides(&mut self, overrides: Overrides) {
+        self.monitored.overrides = overrides;
+        let monitored = &self.monitored;
+        self.devices.retain(|ip, _| monitored.contains(*ip));
     }
 
     pub fn is_device(&self, ip: IpAddr) -> bool {
-        self.networks.iter().any(|n| n.contains(ip))
+        self.monitored.contains(ip)
     }
 
     /// Adds a completed flow; appends the windows it makes ready.
@@ -187,8 +197,11 @@ mod tests {
         }
     }
 
-    fn nets(s: &[&str]) -> Vec<Network> {
-        s.iter().map(|n| n.parse().expect("net")).collect()
+    fn nets(s: &[&str]) -> Monitored {
+        Monitored::new(
+            s.iter().map(|n| n.parse().expect("net")).collect(),
+            Overrides::default(),
+        )
     }
 
     #[test]
@@ -241,5 +254,29 @@ mod tests {
         w.push(&flow(4, "10.0.0.3", "1.1.1.1", 200), &mut ready);
         let s = w.stats();
         assert_eq!((s.devices, s.devices_expired), (1, 2));
+    }
+
+    #[test]
+    fn a_device_stopped_from_the_hub_loses_its_window_and_starts_over_when_started() {
+        let mut w = Windows::new(nets(&["10.0.0.0/8"]), 16, i64::MAX / 2);
+        let mut ready = Vec::new();
+        for id in 1..=9 {
+            w.push(&flow(id, "10.0.0.5", "1.1.1.1", id as i64), &mut ready);
+        }
+        let device: IpAddr = "10.0.0.5".parse().expect("ip");
+        let mut o = Overrides::default();
+        o.stop(device);
+        w.set_overrides(o.clone());
+        assert_eq!(w.stats().devices, 0, "its flows are forgotten");
+        w.push(&flow(10, "10.0.0.5", "1.1.1.1", 10), &mut ready);
+        assert!(ready.is_empty());
+        assert_eq!(w.stats().flows_ignored, 1);
+        o.start(device);
+        w.set_overrides(o);
+        for id in 11..=20 {
+            w.push(&flow(id, "10.0.0.5", "1.1.1.1", id as i64), &mut ready);
+        }
+        assert_eq!(ready.len(), 1, "ten flows after the start make the first window");
+        assert_eq!(ready[0].span.first_flow_id, 11);
     }
 }

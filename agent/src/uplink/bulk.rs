@@ -1,5 +1,6 @@
 //! The agent's end of the QUIC channel: downloads of the hub's model (checked file by file
-//! against the SHA-256 the hub lists) and uploads of flow records. One connection, opened on
+//! against the SHA-256 the hub lists), uploads of flow records, and downloads of captures an
+//! operator uploaded for replay (streamed to disk, checked against the command's SHA-256). One connection, opened on
 //! first use and again after it drops; one stream per request.
 
 use std::net::SocketAddr;
@@ -151,6 +152,54 @@ impl BulkClient {
         let _ = tokio::fs::remove_dir_all(&dir).await;
         tokio::fs::rename(&staging, &dir).await.map_err(io(&dir))?;
         Ok(dir)
+    }
+
+    /// Downloads capture `upload_id` into `dir/<upload_id>.pcap`, streaming it to disk, and
+    /// checks it is the `len` bytes with SHA-256 `sha256` that the command announced.
+    pub async fn fetch_capture(
+        &self,
+        upload_id: uuid::Uuid,
+        len: u64,
+        sha256: &str,
+        dir: &Path,
+    ) -> Result<PathBuf, BulkError> {
+        use sha2::{Digest, Sha256};
+        use tokio::io::AsyncWriteExt;
+        let (response, mut recv) = self.request(&Request::Capture { upload_id }).await?;
+        let Response::Capture { len: got, .. } = response else {
+            return Err(BulkError::Protocol("expected a capture".into()));
+        };
+        if got != len {
+            return Err(BulkError::Protocol(format!(
+                "capture {upload_id} is {got} bytes, the command said {len}"
+            )));
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BulkError::Io { path, source }
+        };
+        tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+        let path = dir.join(format!("{upload_id}.pcap"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(io(&path))?;
+        let mut hasher = Sha256::new();
+        let mut left = len;
+        let mut chunk = vec![0u8; 64 << 10];
+        while left > 0 {
+            let want = chunk.len().min(left as usize);
+            recv.read_exact(&mut chunk[..want]).await.map_err(quic)?;
+            hasher.update(&chunk[..want]);
+            file.write_all(&chunk[..want]).await.map_err(io(&path))?;
+            left -= want as u64;
+        }
+        file.flush().await.map_err(io(&path))?;
+        let sum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if sum != sha256 {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(BulkError::Protocol(format!(
+                "capture {upload_id}: checksum {sum} is not {sha256}"
+            )));
+        }
+        Ok(path)
     }
 
     /// Uploads flow records; the hub stores each once however often it is sent.

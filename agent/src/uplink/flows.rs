@@ -38,8 +38,9 @@ impl FlowTap {
         (tap, rx)
     }
 
-    /// Queues `flow` as a record of `device`.
-    pub fn offer(&self, flow: &FlowRecord, device: std::net::IpAddr) {
+    /// Queues `flow` as a record of `device`, from `source` if not the agent's own source
+    /// (a replayed capture).
+    pub fn offer(&self, flow: &FlowRecord, device: std::net::IpAddr, source: Option<FlowSource>) {
         // cic2017 mode may give ±∞ or NaN rates; the traffic log holds finite numbers.
         let features = flow
             .features_f32()
@@ -51,7 +52,7 @@ impl FlowTap {
             device,
             ts_ms: flow.first_ts_ns.div_euclid(1_000_000),
             features,
-            source: self.source,
+            source: source.unwrap_or(self.source),
         };
         if self.tx.try_send(record).is_err() {
             self.dropped.fetch_add(1, Relaxed);

@@ -3,8 +3,10 @@
 //! the hub acknowledges that it stored them, over mutual TLS with the identity from
 //! enrollment ([`identity`]) when the hub runs its own broker. Models the hub rolls out come
 //! down over QUIC ([`bulk`], [`rollout`]), and flow records go up the same way ([`flows`]).
+//! Operators' commands (start/stop monitoring, capture replay) are run by [`commands`].
 
 pub mod bulk;
+pub mod commands;
 pub mod flows;
 pub mod identity;
 pub mod mqtt;

@@ -36,6 +36,8 @@ enum LinkEvent {
     Command(Command),
     /// A rollout finished: the version now scoring, or why not.
     Rolled(Result<String, String>),
+    /// A command that ran in a task (a replay) ended.
+    Finished(Uuid, Result<String, String>),
 }
 
 /// What the uplink did, for the summary at exit.
@@ -90,8 +92,10 @@ pub async fn run(
     mut detections: mpsc::Receiver<Detection>,
     model_version: watch::Sender<Option<String>>,
     rollout: Option<std::sync::Arc<super::rollout::Rollout>>,
+    mut commands: super::commands::Commands,
 ) -> Result<UplinkReport, super::SpoolError> {
     let status_topic = fleet::topic(link.agent_id, Channel::Status);
+    let result_topic = fleet::topic(link.agent_id, Channel::CommandResult);
     let predictions_topic = fleet::topic(link.agent_id, Channel::Predictions);
     let ack_topic = fleet::topic(link.agent_id, Channel::Ack);
     let command_topic = fleet::topic(link.agent_id, Channel::Command);
@@ -207,6 +211,27 @@ pub async fn run(
                         }
                     }
                 }
+                LinkEvent::Command(Command { action, .. }) => {
+                    let finished_tx = rolled_tx.clone();
+                    let handled = commands.handle(action, move |replay| {
+                        tokio::spawn(async move {
+                            let id = replay.command_id;
+                            let outcome = replay.run().await;
+                            let _ = finished_tx.send(LinkEvent::Finished(id, outcome)).await;
+                        });
+                    });
+                    if let (super::commands::Handled::Answer(answer), true) = (handled, connected) {
+                        let _ = client.try_publish(&result_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&answer).unwrap_or_default());
+                    }
+                }
+                LinkEvent::Finished(id, outcome) => {
+                    let answer = commands.finished(id, outcome);
+                    // If the hub is away it delivers the command again on reconnection, and
+                    // the remembered answer goes then.
+                    if connected {
+                        let _ = client.try_publish(&result_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&answer).unwrap_or_default());
+                    }
+                }
                 LinkEvent::Rolled(outcome) => {
                     let wanted = rolling_out.take().unwrap_or_default();
                     match outcome {
@@ -253,9 +278,8 @@ pub async fn run(
             Ok(Some(LinkEvent::Ack(ack))) => sender.acked(ack, Instant::now())?,
             Ok(Some(LinkEvent::Down(_))) | Ok(None) => connected = false,
             // Commands wait for the next run; a model in flight is loaded from disk then.
-            Ok(Some(LinkEvent::Up | LinkEvent::Command(_) | LinkEvent::Rolled(_))) | Err(_) => {
-                sender.tick(Instant::now())?
-            }
+            Ok(Some(LinkEvent::Up | LinkEvent::Command(_) | LinkEvent::Rolled(_) | LinkEvent::Finished(..)))
+            | Err(_) => sender.tick(Instant::now())?,
         }
     }
     if connected {

@@ -10,6 +10,7 @@ use rocket::State;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::commands::AgentCommand;
 use super::{query, DeviceStatus, DeviceType, Opt, Page, PageQuery, Protocol, TrafficSource};
 use crate::auth::guard::{Auth, Body, Operator, Viewer};
 use crate::db::models::DeviceRow;
@@ -319,41 +320,27 @@ pub async fn delete(_a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult
     Ok(Status::NoContent)
 }
 
-async fn intent(auth: &Auth<Operator>, app: &App, id: Uuid, command: &'static str) -> ApiError {
-    let user = auth.user_id();
-    let result = async {
-        let device = load_device(app, id).await?;
-        let agent = device.agent_id;
-        let cmd = app
-            .db
-            .run(move |c| {
-                super::record_intent(
-                    c,
-                    agent,
-                    Some(id),
-                    command,
-                    serde_json::json!({ "device_id": id }),
-                    user,
-                )
-            })
-            .await?;
-        Ok::<_, ApiError>(super::no_agent("device", cmd))
-    }
-    .await;
-    match result {
-        Ok(e) | Err(e) => e,
-    }
+/// Asks the device's agent to score (start) or stop scoring (stop) the device's windows.
+async fn monitor(
+    a: &Auth<Operator>,
+    app: &App,
+    id: Uuid,
+    command: &'static str,
+) -> ApiResult<(Status, Json<AgentCommand>)> {
+    let device = load_device(app, id).await?;
+    let payload = serde_json::json!({ "device_id": id, "ip": device.ip_address.ip() });
+    super::commands::send_to_device(app, &device, command, payload, a.user_id()).await
 }
 
-/// Starts capture for the device on its agent (recorded; 409 until agents are connected).
+/// Starts scoring the device on its agent: 202 with the command to follow.
 #[rocket::post("/devices/<id>/start")]
-pub async fn start(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiError {
-    intent(&a, app, id, "device.start").await
+pub async fn start(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult<(Status, Json<AgentCommand>)> {
+    monitor(&a, app, id, "device.start").await
 }
 
 #[rocket::post("/devices/<id>/stop")]
-pub async fn stop(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiError {
-    intent(&a, app, id, "device.stop").await
+pub async fn stop(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult<(Status, Json<AgentCommand>)> {
+    monitor(&a, app, id, "device.stop").await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

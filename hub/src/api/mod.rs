@@ -4,6 +4,7 @@ pub mod agents;
 pub mod alerts;
 pub mod attacks;
 pub mod auth;
+pub mod commands;
 pub mod cors;
 pub mod dashboard;
 pub mod devices;
@@ -25,6 +26,7 @@ pub fn routes() -> Vec<Route> {
     let mut r = Vec::new();
     r.extend(auth::routes());
     r.extend(agents::routes());
+    r.extend(commands::routes());
     r.extend(devices::routes());
     r.extend(traffic::routes());
     r.extend(predictions::routes());

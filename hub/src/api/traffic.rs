@@ -13,6 +13,7 @@ use rocket::State;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::commands::AgentCommand;
 use super::{query, time_param, AlertType, FlowSource, Label, Page, PageQuery, Severity};
 use crate::auth::guard::{Auth, Body, Operator, Viewer};
 use crate::db::models::{Alert, Prediction, TrafficRow};
@@ -529,15 +530,20 @@ pub struct UploadQuery {
     pub device_id: Uuid,
 }
 
-/// Accepts a pcap/pcapng body for a device, keeps it in the data directory and records the replay
-/// request; replay runs on the device's agent (409 until agents are connected).
+/// Where uploaded captures wait for their agent to fetch them over QUIC.
+pub fn upload_path(data_dir: &std::path::Path, upload_id: Uuid) -> std::path::PathBuf {
+    data_dir.join("uploads").join(format!("{upload_id}.pcap"))
+}
+
+/// Accepts a pcap/pcapng body for a device and asks the device's agent to replay it through
+/// its pipeline (it fetches the file over QUIC): 202 with the command to follow.
 #[rocket::post("/traffic/upload-pcap?<q..>", data = "<data>")]
 pub async fn upload_pcap(
     a: Auth<Operator>,
     app: &State<App>,
     q: Result<UploadQuery, Errors<'_>>,
     data: Data<'_>,
-) -> ApiResult<ApiError> {
+) -> ApiResult<(Status, Json<AgentCommand>)> {
     let q = query(q)?;
     let device = super::devices::load_device(app, q.device_id).await?;
     let limit = app.config.max_upload_bytes;
@@ -557,23 +563,27 @@ pub async fn upload_pcap(
     if !is_capture(&bytes) {
         return Err(ApiError::field("body", "not a pcap or pcapng file"));
     }
-    let dir = app.config.data_dir.join("uploads");
-    let file = dir.join(format!("{}.pcap", Uuid::new_v4()));
+    // Refused before the file is kept: nobody would ever fetch it.
+    super::commands::agent_of(&device)?;
+    let upload_id = Uuid::new_v4();
+    let path = upload_path(&app.config.data_dir, upload_id);
     let size = bytes.len();
-    let path = file.clone();
-    rocket::tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(&path, &bytes)
+    let sha256 = rocket::tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, &bytes)?;
+        Ok::<_, std::io::Error>(gatewatch_proto::enroll::sha256_hex(&bytes))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(format!("cannot store upload: {e}")))?;
-    let user = a.user_id();
-    let (agent, dev) = (device.agent_id, device.id);
-    let payload = serde_json::json!({ "device_id": dev, "file": file.display().to_string(), "bytes": size });
-    let cmd = app
-        .db
-        .run(move |c| super::record_intent(c, agent, Some(dev), "traffic.replay_pcap", payload, user))
-        .await?;
-    Ok(super::no_agent("device", cmd))
+    let payload = serde_json::json!({
+        "device_id": device.id,
+        "ip": device.ip_address.ip(),
+        "upload_id": upload_id,
+        "bytes": size,
+        "sha256": sha256,
+    });
+    super::commands::send_to_device(app, &device, "traffic.replay_pcap", payload, a.user_id()).await
 }

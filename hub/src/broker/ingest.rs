@@ -39,8 +39,9 @@ pub(crate) fn agent_name(conn: &mut PgConnection, id: Uuid, wanted: &str) -> Que
     })
 }
 
-/// Records an agent's status or heartbeat; its devices follow it online and offline.
-pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTime<Utc>) -> QueryResult<()> {
+/// Records an agent's status or heartbeat; its devices follow it online and offline. True when
+/// the agent has just come online (its unanswered commands are then due again).
+pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTime<Utc>) -> QueryResult<bool> {
     conn.transaction(|c| {
         let name = agent_name(c, agent, &s.name)?;
         // An offline message (the last will) does not know the model; keep the last one known.
@@ -58,14 +59,14 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
             AgentState::Offline => "offline",
         };
         // A revoked agent stays revoked whatever it says.
-        let revoked: bool = agents::table
+        let (revoked, was): (bool, Option<String>) = agents::table
             .find(agent)
-            .select(agents::revoked_at.is_not_null())
+            .select((agents::revoked_at.is_not_null(), agents::status))
             .first(c)
             .optional()?
-            .unwrap_or(false);
+            .map_or((false, None), |(r, s)| (r, Some(s)));
         if revoked {
-            return Ok(());
+            return Ok(false);
         }
         diesel::insert_into(agents::table)
             .values((
@@ -89,7 +90,11 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
             ))
             .execute(c)?;
         set_devices(c, &[agent], state)?;
-        Ok(())
+        let came_online = state == "online" && was.as_deref() != Some("online");
+        if came_online {
+            super::commands::redeliver(c, agent)?;
+        }
+        Ok(came_online)
     })
 }
 

@@ -5,6 +5,7 @@
 //! to PostgreSQL, so a hub that dies mid-stream gets it again. Agents learn what is stored from
 //! an [`Ack`] on their own topic and keep everything else in their spool.
 
+pub mod commands;
 pub mod embedded;
 pub mod gateway;
 pub mod identity;
@@ -144,6 +145,7 @@ pub async fn start(settings: BrokerSettings, app: &crate::App) -> Result<(), Sta
                     models: app.models.clone(),
                     db: app.db.clone(),
                     stats: app.bulk_stats.clone(),
+                    data_dir: app.config.data_dir.clone(),
                 },
             ));
             rollout = Some(app.models.clone());
@@ -163,14 +165,7 @@ pub async fn start(settings: BrokerSettings, app: &crate::App) -> Result<(), Sta
             }
         }
     };
-    spawn(
-        consumer,
-        settings.offline_after,
-        app.db.clone(),
-        app.events.clone(),
-        app.broker_stats.clone(),
-        rollout,
-    );
+    spawn(consumer, settings.offline_after, app, rollout);
     Ok(())
 }
 
@@ -184,14 +179,8 @@ pub struct BrokerStats {
 
 /// One task keeps the MQTT connection, one stores messages in order, one marks silent agents
 /// offline.
-fn spawn(
-    settings: Consumer,
-    offline_after: Duration,
-    db: Db,
-    events: Arc<Broadcaster>,
-    stats: Arc<BrokerStats>,
-    rollout: Option<Arc<ModelStore>>,
-) {
+fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout: Option<Arc<ModelStore>>) {
+    let db = app.db.clone();
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     options.set_keep_alive(Duration::from_secs(5));
     options.set_clean_session(false);
@@ -235,7 +224,17 @@ fn spawn(
     if let Some(models) = &rollout {
         tokio::spawn(roll_out(client.clone(), db.clone(), models.clone()));
     }
-    tokio::spawn(store(client, work_rx, db.clone(), events, stats, rollout));
+    tokio::spawn(commands::deliver(client.clone(), db.clone(), app.commands.clone()));
+    let store_cx = StoreContext {
+        client,
+        db: db.clone(),
+        events: app.events.clone(),
+        stats: app.broker_stats.clone(),
+        rollout,
+        commands: app.commands.clone(),
+        uploads: app.config.data_dir.clone(),
+    };
+    tokio::spawn(store(store_cx, work_rx));
     tokio::spawn(expire(db, offline_after));
 }
 
@@ -250,19 +249,26 @@ struct Pending {
     batch: PredictionBatch,
 }
 
-/// Stores messages in arrival order and acknowledges each after its commit. Prediction
-/// batches that are waiting together are stored together, in one transaction (group commit):
-/// under load the cost of a transaction is shared by many agents' batches, and when idle a
-/// batch is stored alone at once.
-async fn store(
+/// What the storing task works with.
+struct StoreContext {
     client: AsyncClient,
-    mut work: mpsc::Receiver<Publish>,
     db: Db,
     events: Arc<Broadcaster>,
     stats: Arc<BrokerStats>,
     rollout: Option<Arc<ModelStore>>,
-) {
+    /// Wakes the command delivery when an agent comes online.
+    commands: Arc<tokio::sync::Notify>,
+    /// The hub's data directory (uploaded captures are removed once replayed).
+    uploads: std::path::PathBuf,
+}
+
+/// Stores messages in arrival order and acknowledges each after its commit. Prediction
+/// batches that are waiting together are stored together, in one transaction (group commit):
+/// under load the cost of a transaction is shared by many agents' batches, and when idle a
+/// batch is stored alone at once.
+async fn store(cx: StoreContext, mut work: mpsc::Receiver<Publish>) {
     use std::sync::atomic::Ordering::Relaxed;
+    let (client, stats) = (&cx.client, &cx.stats);
     let mut group: Vec<Pending> = Vec::new();
     while let Some(first) = work.recv().await {
         let mut next = Some(first);
@@ -282,27 +288,60 @@ async fn store(
                             batch,
                         });
                     }
-                    _ => refuse(&client, &stats, &p).await,
+                    _ => refuse(client, stats, &p).await,
                 },
                 Channel::Status => {
                     // In order: what came before the status is stored before it.
-                    store_group(&client, &db, &events, &stats, std::mem::take(&mut group)).await;
+                    store_group(&cx, std::mem::take(&mut group)).await;
                     match serde_json::from_slice::<AgentStatus>(&p.payload) {
                         Ok(s) if s.agent_id == agent && s.schema == fleet::SCHEMA => {
-                            store_status(&client, &db, &events, rollout.as_deref(), agent, s, &p).await
+                            store_status(&cx, agent, s, &p).await
                         }
-                        _ => refuse(&client, &stats, &p).await,
+                        _ => refuse(client, stats, &p).await,
                     }
                 }
+                Channel::CommandResult => match serde_json::from_slice::<fleet::CommandResult>(&p.payload) {
+                    Ok(r) if r.schema == fleet::SCHEMA => store_result(&cx, agent, r, &p).await,
+                    _ => refuse(client, stats, &p).await,
+                },
                 // Acks and commands go the other way; an agent publishing one is ignored.
-                Channel::Ack | Channel::Command => refuse(&client, &stats, &p).await,
+                Channel::Ack | Channel::Command => refuse(client, stats, &p).await,
             }
             let predictions: usize = group.iter().map(|g| g.batch.predictions.len()).sum();
             if group.len() < GROUP_MESSAGES && predictions < GROUP_PREDICTIONS {
                 next = work.try_recv().ok();
             }
         }
-        store_group(&client, &db, &events, &stats, std::mem::take(&mut group)).await;
+        store_group(&cx, std::mem::take(&mut group)).await;
+    }
+}
+
+/// An agent's answer to a command: recorded against its own commands only. A replayed
+/// capture is no longer needed once the agent has it.
+async fn store_result(cx: &StoreContext, agent: Uuid, r: fleet::CommandResult, p: &Publish) {
+    let outcome = r.outcome;
+    match run(&cx.db, move |c| commands::finish(c, agent, &r)).await {
+        Ok(Some(row)) => {
+            tracing::info!(%agent, command = %row.id, kind = %row.command, status = %row.status, result = row.result.as_deref().unwrap_or(""), "agent answered a command");
+            cx.events.publish(
+                "agent_command",
+                &serde_json::json!({"id": row.id, "agent_id": agent, "device_id": row.device_id, "command": row.command, "status": row.status}),
+                &[Topic::Live],
+            );
+            let upload = row.payload["upload_id"].as_str().and_then(|u| Uuid::parse_str(u).ok());
+            if let (fleet::Outcome::Done, Some(upload)) = (outcome, upload) {
+                let _ = tokio::fs::remove_file(crate::api::traffic::upload_path(&cx.uploads, upload)).await;
+            }
+            let _ = cx.client.ack(p).await;
+        }
+        Ok(None) => {
+            tracing::debug!(%agent, topic = %p.topic, "an answer to no open command of this agent");
+            let _ = cx.client.ack(p).await;
+        }
+        Err(e) => {
+            tracing::error!(topic = %p.topic, error = %e, "fleet link: storing a command result failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 
@@ -324,8 +363,9 @@ async fn refuse(client: &AsyncClient, stats: &BrokerStats, p: &Publish) {
 /// Stores a group of prediction batches in one transaction, then publishes their new
 /// predictions, acknowledges them to the broker and tells each agent what is stored. If the
 /// group fails, its batches are tried one by one so that one bad batch holds up only itself.
-async fn store_group(client: &AsyncClient, db: &Db, events: &Broadcaster, stats: &BrokerStats, group: Vec<Pending>) {
+async fn store_group(cx: &StoreContext, group: Vec<Pending>) {
     use std::sync::atomic::Ordering::Relaxed;
+    let (client, db, events, stats) = (&cx.client, &cx.db, &cx.events, &cx.stats);
     if group.is_empty() {
         return;
     }
@@ -352,7 +392,7 @@ async fn store_group(client: &AsyncClient, db: &Db, events: &Broadcaster, stats:
         Err(e) if group.len() > 1 => {
             tracing::warn!(batches = group.len(), error = %e, "fleet link: storing a group failed; storing its batches one by one");
             for one in group {
-                Box::pin(store_group(client, db, events, stats, vec![one])).await;
+                Box::pin(store_group(cx, vec![one])).await;
             }
             return;
         }
@@ -394,23 +434,21 @@ async fn store_group(client: &AsyncClient, db: &Db, events: &Broadcaster, stats:
     }
 }
 
-async fn store_status(
-    client: &AsyncClient,
-    db: &Db,
-    events: &Broadcaster,
-    rollout: Option<&ModelStore>,
-    agent: Uuid,
-    s: AgentStatus,
-    p: &Publish,
-) {
+async fn store_status(cx: &StoreContext, agent: Uuid, s: AgentStatus, p: &Publish) {
+    let (client, db, events) = (&cx.client, &cx.db, &cx.events);
     // An online agent scoring with another model than the hub's is told to switch.
-    let behind = rollout
+    let behind = cx
+        .rollout
+        .as_deref()
         .and_then(|m| m.active_files())
         .map(|(active, _)| active)
         .filter(|active| s.state == AgentState::Online && s.model_version.as_ref() != Some(active));
     match run(db, move |c| ingest::status(c, agent, &s, chrono::Utc::now())).await {
-        Ok(()) => {
+        Ok(came_online) => {
             events.publish("agent_status", &serde_json::json!({"agent_id": agent}), &[Topic::Live]);
+            if came_online {
+                cx.commands.notify_one();
+            }
             if let Some(version) = behind {
                 command(client, agent, fleet::Action::UseModel { version }).await;
             }

@@ -205,3 +205,18 @@ pub struct NewCommand {
     pub payload: serde_json::Value,
     pub requested_by: Option<Uuid>,
 }
+
+/// An operator's request to an agent and how far it got.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = agent_commands)]
+pub struct CommandRow {
+    pub id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
+    pub command: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub result: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

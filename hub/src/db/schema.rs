@@ -234,9 +234,12 @@ diesel::table! {
         status -> Text,
         requested_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        result -> Nullable<Text>,
+        updated_at -> Timestamptz,
     }
 }
 
+diesel::joinable!(agent_commands -> agents (agent_id));
 diesel::joinable!(devices -> agents (agent_id));
 diesel::joinable!(enrollment_tokens -> agents (agent_id));
 diesel::joinable!(traffic_logs -> devices (device_id));

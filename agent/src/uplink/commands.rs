@@ -1,0 +1,247 @@
+//! Operators' commands from the hub: start or stop monitoring a device (kept in the state
+//! directory and handed to the pipeline at once) and replay an uploaded capture (fetched over
+//! QUIC, then read through the pipeline beside the running source). Every command has an id;
+//! one seen before is not run again, and its answer is sent again if it has one, because the
+//! hub re-delivers what was not answered when the agent comes back.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gatewatch_proto::fleet::{self, Action, CommandResult, Outcome};
+use uuid::Uuid;
+
+use super::bulk::BulkClient;
+use crate::detect::monitor::Overrides;
+use crate::run::{PipelineUpdate, ReplayRequest};
+
+/// Answers remembered for commands sent again.
+const REMEMBERED: usize = 256;
+
+/// What became of a command handed to [`Commands::handle`].
+#[derive(Debug)]
+pub enum Handled {
+    /// Finished: send this answer.
+    Answer(CommandResult),
+    /// Running (or already running): the answer comes later.
+    Running,
+}
+
+#[derive(Debug)]
+pub struct Commands {
+    to_pipeline: std::sync::mpsc::Sender<PipelineUpdate>,
+    overrides: Overrides,
+    overrides_path: PathBuf,
+    /// Where fetched captures wait for their replay.
+    replay_dir: PathBuf,
+    /// The QUIC client, if this agent is enrolled (replays need it).
+    bulk: Option<Arc<BulkClient>>,
+    answered: VecDeque<CommandResult>,
+    running: HashSet<Uuid>,
+}
+
+impl Commands {
+    /// `state_dir` holds the start/stop choices and the captures being replayed.
+    pub fn new(
+        state_dir: &std::path::Path,
+        to_pipeline: std::sync::mpsc::Sender<PipelineUpdate>,
+        bulk: Option<Arc<BulkClient>>,
+    ) -> std::io::Result<Commands> {
+        let overrides_path = state_dir.join(crate::detect::monitor::FILE);
+        Ok(Commands {
+            overrides: Overrides::load(&overrides_path)?,
+            overrides_path,
+            replay_dir: state_dir.join("replay"),
+            to_pipeline,
+            bulk,
+            answered: VecDeque::new(),
+            running: HashSet::new(),
+        })
+    }
+
+    /// Runs `action` (any but a model rollout). A replay runs in a task that sends its answer
+    /// to `later`.
+    pub fn handle(&mut self, action: Action, later: impl FnOnce(Replay) + Send + 'static) -> Handled {
+        let Some(id) = action.command_id() else {
+            return Handled::Running;
+        };
+        if let Some(previous) = self.answered.iter().find(|r| r.command_id == id) {
+            return Handled::Answer(previous.clone());
+        }
+        if self.running.contains(&id) {
+            return Handled::Running;
+        }
+        let outcome = match action {
+            Action::UseModel { .. } => return Handled::Running,
+            Action::StartMonitoring { device, .. } => self.monitor(device, true),
+            Action::StopMonitoring { device, .. } => self.monitor(device, false),
+            Action::ReplayPcap {
+                device,
+                upload_id,
+                len,
+                sha256,
+                ..
+            } => {
+                let Some(bulk) = self.bulk.clone() else {
+                    return Handled::Answer(self.answer(
+                        id,
+                        Err("replays come over QUIC, which needs an enrolled agent (gatewatch-agent enroll)".into()),
+                    ));
+                };
+                // The uploaded traffic is the device's: it is monitored from now on.
+                if let Err(e) = self.monitor(device, true) {
+                    return Handled::Answer(self.answer(id, Err(e)));
+                }
+                self.running.insert(id);
+                later(Replay {
+                    command_id: id,
+                    bulk,
+                    dir: self.replay_dir.clone(),
+                    device,
+                    upload_id,
+                    len,
+                    sha256,
+                    to_pipeline: self.to_pipeline.clone(),
+                });
+                return Handled::Running;
+            }
+        };
+        Handled::Answer(self.answer(id, outcome))
+    }
+
+    /// Records the end of a command that ran in a task; returns the answer to send.
+    pub fn finished(&mut self, id: Uuid, outcome: Result<String, String>) -> CommandResult {
+        self.running.remove(&id);
+        self.answer(id, outcome)
+    }
+
+    fn answer(&mut self, id: Uuid, outcome: Result<String, String>) -> CommandResult {
+        let (outcome, message) = match outcome {
+            Ok(m) => (Outcome::Done, m),
+            Err(m) => (Outcome::Failed, m),
+        };
+        tracing::info!(command = %id, outcome = outcome.as_str(), %message, "command from the hub ended");
+        let result = CommandResult {
+            schema: fleet::SCHEMA,
+            command_id: id,
+            outcome,
+            message,
+        };
+        if self.answered.len() == REMEMBERED {
+            self.answered.pop_front();
+        }
+        self.answered.push_back(result.clone());
+        result
+    }
+
+    fn monitor(&mut self, device: IpAddr, on: bool) -> Result<String, String> {
+        let mut next = self.overrides.clone();
+        if on {
+            next.start(device);
+        } else {
+            next.stop(device);
+        }
+        if next != self.overrides {
+            next.save(&self.overrides_path)
+                .map_err(|e| format!("{}: {e}", self.overrides_path.display()))?;
+            self.to_pipeline
+                .send(PipelineUpdate::Overrides(next.clone()))
+                .map_err(|_| "the pipeline has stopped".to_string())?;
+            self.overrides = next;
+        }
+        Ok(if on {
+            format!("monitoring {device}")
+        } else {
+            format!("stopped monitoring {device}")
+        })
+    }
+}
+
+/// A capture replay to run: fetch, hand to the pipeline, wait for its end.
+#[derive(Debug)]
+pub struct Replay {
+    pub command_id: Uuid,
+    bulk: Arc<BulkClient>,
+    dir: PathBuf,
+    device: IpAddr,
+    upload_id: Uuid,
+    len: u64,
+    sha256: String,
+    to_pipeline: std::sync::mpsc::Sender<PipelineUpdate>,
+}
+
+impl Replay {
+    pub async fn run(self) -> Result<String, String> {
+        let path = self
+            .bulk
+            .fetch_capture(self.upload_id, self.len, &self.sha256, &self.dir)
+            .await
+            .map_err(|e| format!("fetching the capture: {e}"))?;
+        let (done, report) = tokio::sync::oneshot::channel();
+        self.to_pipeline
+            .send(PipelineUpdate::Replay(ReplayRequest {
+                path: path.clone(),
+                device: self.device,
+                done,
+            }))
+            .map_err(|_| "the pipeline has stopped".to_string())?;
+        let outcome = report.await.map_err(|_| "the pipeline has stopped".to_string());
+        let _ = tokio::fs::remove_file(&path).await;
+        let r = outcome??;
+        Ok(format!(
+            "replayed {} packets: {} flows, {} to or from {}",
+            r.packets, r.flows, r.device_flows, self.device
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_and_stop_reach_the_pipeline_and_the_disk_and_repeats_are_answered_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut commands = Commands::new(dir.path(), tx, None).expect("commands");
+        let device: IpAddr = "10.9.0.4".parse().expect("ip");
+        let stop = Action::StopMonitoring {
+            command_id: Uuid::now_v7(),
+            device,
+        };
+        let Handled::Answer(first) = commands.handle(stop.clone(), |_| panic!("runs now")) else {
+            panic!("answered at once");
+        };
+        assert_eq!(first.outcome, Outcome::Done, "{first:?}");
+        match rx.try_recv() {
+            Ok(PipelineUpdate::Overrides(o)) => assert!(o.stopped.contains(&device)),
+            other => panic!("expected overrides, got {other:?}"),
+        }
+        let kept = Overrides::load(&dir.path().join(crate::detect::monitor::FILE)).expect("kept");
+        assert!(kept.stopped.contains(&device));
+        // Delivered again (the hub did not hear the answer): same answer, not run again.
+        let Handled::Answer(again) = commands.handle(stop, |_| panic!("not run again")) else {
+            panic!("answered again");
+        };
+        assert_eq!(again, first);
+        assert!(rx.try_recv().is_err(), "nothing new for the pipeline");
+
+        // A restarted agent starts from what was kept.
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let mut restarted = Commands::new(dir.path(), tx, None).expect("commands");
+        assert!(restarted.overrides.stopped.contains(&device));
+        let replay = Action::ReplayPcap {
+            command_id: Uuid::now_v7(),
+            device,
+            upload_id: Uuid::new_v4(),
+            len: 24,
+            sha256: "00".into(),
+        };
+        let Handled::Answer(refused) = restarted.handle(replay, |_| panic!("no QUIC, no replay")) else {
+            panic!("answered at once");
+        };
+        assert_eq!(refused.outcome, Outcome::Failed);
+        assert!(refused.message.contains("enroll"), "{}", refused.message);
+    }
+}
