@@ -171,6 +171,28 @@ struct Replay {
 /// Flows a replay may have waiting for the pipeline; the replay thread waits beyond that.
 const REPLAY_QUEUE: usize = 4096;
 
+/// Reads a capture as if it were happening now: times are shifted so that its first packet is
+/// now (flows then carry current times) and packets are paced at `speed`. `each` gets every
+/// packet and says whether to go on.
+fn read_as_now(
+    file: &mut CaptureFile,
+    speed: f64,
+    stopped: &impl Fn() -> bool,
+    mut each: impl FnMut(&Frame<'_>) -> bool,
+) -> Result<(), crate::capture::file::FileError> {
+    let mut pacer = Pacer::new(speed);
+    let mut first_offset: Option<i64> = None;
+    file.for_each(|frame| {
+        let offset = *first_offset.get_or_insert(pipeline::wall_clock_ns() - frame.ts_ns);
+        let shifted = Frame {
+            ts_ns: frame.ts_ns + offset,
+            ..*frame
+        };
+        pacer.wait(shifted.ts_ns, stopped) && each(&shifted)
+    })?;
+    Ok(())
+}
+
 /// Reads `path` into flows as the pipeline's sources do (times shifted to now, paced at
 /// `speed`); returns the number of packets.
 fn replay_capture(
@@ -182,21 +204,11 @@ fn replay_capture(
 ) -> Result<u64, String> {
     let stopped = || stop.load(Ordering::Relaxed);
     let mut extractor = Extractor::new(flow_config);
-    let mut pacer = Pacer::new(speed);
     let mut file = CaptureFile::open(path).map_err(|e| e.to_string())?;
-    let mut first_offset: Option<i64> = None;
     let (mut packets, mut gone) = (0u64, false);
-    file.for_each(|frame| {
-        let offset = *first_offset.get_or_insert(pipeline::wall_clock_ns() - frame.ts_ns);
-        let shifted = Frame {
-            ts_ns: frame.ts_ns + offset,
-            ..*frame
-        };
-        if !pacer.wait(shifted.ts_ns, &stopped) {
-            return false;
-        }
+    read_as_now(&mut file, speed, &stopped, |frame| {
         packets += 1;
-        extractor.push(&shifted, &mut |rec| gone |= out.send(rec).is_err());
+        extractor.push(frame, &mut |rec| gone |= out.send(rec).is_err());
         !gone
     })
     .map_err(|e| e.to_string())?;
@@ -280,21 +292,10 @@ pub fn pipeline(
             let speed = config.source.replay_speed;
             while !stopped() && !stage.closed {
                 let mut extractor = Extractor::new(flow_config);
-                let mut pacer = Pacer::new(speed);
                 let mut file = CaptureFile::open(&path)?;
-                let mut first_offset: Option<i64> = None;
-                file.for_each(|frame| {
-                    // Replays are shifted to now, so flows carry current times.
-                    let offset = *first_offset.get_or_insert(pipeline::wall_clock_ns() - frame.ts_ns);
-                    let shifted = Frame {
-                        ts_ns: frame.ts_ns + offset,
-                        ..*frame
-                    };
-                    if !pacer.wait(shifted.ts_ns, &stopped) {
-                        return false;
-                    }
+                read_as_now(&mut file, speed, &stopped, |frame| {
                     stage.packets += 1;
-                    extractor.push(&shifted, &mut |rec| stage.flow(&rec));
+                    extractor.push(frame, &mut |rec| stage.flow(&rec));
                     stage.tick();
                     !stage.closed
                 })?;

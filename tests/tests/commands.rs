@@ -87,21 +87,7 @@ fn operators_start_stop_and_replay_through_the_agent() {
     let pcap = capture(dir.path(), "brute_force_ssh", "192.168.7.20");
     let name = unique("e2e-cmd");
     let cfg = agent_config(dir.path(), &name, None, &pcap, "192.168.7.0/24", 1.0);
-    let out = hub.cli(&["agents", "token", "--quiet"]);
-    let line = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut words = line.split_whitespace();
-    let (token, fingerprint) = (words.next().expect("token"), words.next().expect("fingerprint"));
-    let enrolled = Command::new(bin("gatewatch-agent"))
-        .args(["enroll", "--hub", &format!("http://127.0.0.1:{}", hub.port)])
-        .args(["--token", token, "--ca-sha256", fingerprint, "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("enroll");
-    assert!(
-        enrolled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enrolled.stderr)
-    );
+    hub.enroll(&cfg);
     let mut agent = start_agent(dir.path(), &name, &cfg);
 
     let runtime = tokio::runtime::Builder::new_current_thread()

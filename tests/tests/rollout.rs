@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -60,21 +59,7 @@ fn a_new_model_reaches_every_agent_within_seconds_over_quic() {
     let mut agents = Vec::new();
     for name in &names {
         let cfg = agent_config(dir.path(), name, None, &pcap, "192.168.6.0/24", 1.0);
-        let out = hub.cli(&["agents", "token", "--quiet"]);
-        let line = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut words = line.split_whitespace();
-        let (token, fingerprint) = (words.next().expect("token"), words.next().expect("fingerprint"));
-        let enrolled = Command::new(bin("gatewatch-agent"))
-            .args(["enroll", "--hub", &format!("http://127.0.0.1:{}", hub.port)])
-            .args(["--token", token, "--ca-sha256", fingerprint, "--config"])
-            .arg(&cfg)
-            .output()
-            .expect("enroll");
-        assert!(
-            enrolled.status.success(),
-            "{}",
-            String::from_utf8_lossy(&enrolled.stderr)
-        );
+        hub.enroll(&cfg);
         agents.push(start_agent(dir.path(), name, &cfg));
     }
     let bundled = std::fs::read_to_string(repo().join("models/default/metadata.json")).expect("metadata");

@@ -183,6 +183,26 @@ impl Hub {
     pub fn conn(&self) -> PgConnection {
         PgConnection::establish(&format!("{PG}/{}", self.db)).expect("connect to the hub's database")
     }
+
+    /// Enrolls the agent of `config` with a one-time token from the hub's CLI, checking the
+    /// hub by its CA fingerprint.
+    pub fn enroll(&self, config: &Path) {
+        let out = self.cli(&["agents", "token", "--quiet"]);
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut words = line.split_whitespace();
+        let (token, fingerprint) = (words.next().expect("token"), words.next().expect("fingerprint"));
+        let enrolled = Command::new(bin("gatewatch-agent"))
+            .args(["enroll", "--hub", &format!("http://127.0.0.1:{}", self.port)])
+            .args(["--token", token, "--ca-sha256", fingerprint, "--config"])
+            .arg(config)
+            .output()
+            .expect("enroll");
+        assert!(
+            enrolled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&enrolled.stderr)
+        );
+    }
 }
 
 impl Drop for Hub {
