@@ -18,6 +18,9 @@ pub enum EmbeddedError {
     Start(String),
 }
 
+/// Unacknowledged messages the broker sends one client at most.
+pub const IN_FLIGHT: usize = 4096;
+
 /// Starts rumqttd on its own threads; returns once it accepts connections.
 pub fn start(max_agents: usize) -> Result<Upstream, EmbeddedError> {
     let addr = {
@@ -30,7 +33,9 @@ pub fn start(max_agents: usize) -> Result<Upstream, EmbeddedError> {
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: MAX_PACKET,
-        max_inflight_count: 500,
+        // Messages sent to a client ahead of its acknowledgements. The hub acknowledges a group
+        // of messages only once it is committed: this bounds how many wait for one commit.
+        max_inflight_count: IN_FLIGHT,
         auth: Some(HashMap::from([(username.clone(), password.clone())])),
         external_auth: None,
         dynamic_filters: true,
@@ -46,7 +51,7 @@ pub fn start(max_agents: usize) -> Result<Upstream, EmbeddedError> {
         id: 0,
         router: RouterConfig {
             max_connections: max_agents + 16,
-            max_outgoing_packet_count: 500,
+            max_outgoing_packet_count: IN_FLIGHT as u64,
             max_segment_size: 64 << 20,
             max_segment_count: 4,
             ..RouterConfig::default()

@@ -186,12 +186,13 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
     options.set_clean_session(false);
     options.set_manual_acks(true);
     options.set_max_packet_size(16 << 20, 16 << 20);
-    options.set_inflight(100);
+    // Acknowledgements to agents are QoS 1 too: many may be on their way at once.
+    options.set_inflight(1024);
     if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
         options.set_credentials(u, p);
     }
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    let (work_tx, work_rx) = mpsc::channel::<Publish>(1024);
+    let (client, mut eventloop) = AsyncClient::new(options, embedded::IN_FLIGHT);
+    let (work_tx, work_rx) = mpsc::channel::<Publish>(embedded::IN_FLIGHT);
     let subscriber = client.clone();
     let broker = format!("{}:{}", settings.host, settings.port);
     tokio::spawn(async move {
@@ -202,7 +203,16 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
                     connected = true;
                     tracing::info!(%broker, "fleet link: connected to the broker");
                     for filter in fleet::hub_subscriptions() {
-                        let _ = subscriber.subscribe(filter, QoS::AtLeastOnce).await;
+                        // Predictions come at most once from the broker: their delivery is
+                        // guaranteed end to end (the agent's spool keeps a batch until the
+                        // hub's own acknowledgement, and sends it again otherwise), and QoS 1
+                        // here would let a broker hold back all but a few unacknowledged
+                        // messages while a group is committed (rumqttd: 100).
+                        let qos = match fleet::parse_topic(&filter.replace('+', &Uuid::nil().to_string())) {
+                            Some((_, Channel::Predictions)) => QoS::AtMostOnce,
+                            _ => QoS::AtLeastOnce,
+                        };
+                        let _ = subscriber.subscribe(filter, qos).await;
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -239,7 +249,7 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
 }
 
 /// Most prediction messages stored in one transaction, and most predictions in them.
-const GROUP_MESSAGES: usize = 512;
+const GROUP_MESSAGES: usize = 4096;
 const GROUP_PREDICTIONS: usize = 25_000;
 
 /// A prediction batch that passed the checks, waiting for its group's commit.
