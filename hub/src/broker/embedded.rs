@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use gatewatch_proto::fleet;
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 use super::gateway::{Upstream, MAX_PACKET};
 
@@ -52,8 +53,19 @@ pub fn start(max_agents: usize) -> Result<Upstream, EmbeddedError> {
         router: RouterConfig {
             max_connections: max_agents + 16,
             max_outgoing_packet_count: IN_FLIGHT as u64,
-            max_segment_size: 64 << 20,
-            max_segment_count: 4,
+            // rumqttd keeps every message in an in-memory log per subscription filter until the
+            // log is full; nothing here needs them once delivered (the agents' spools keep what
+            // is not yet stored), so the logs are small: agents' own filters (acks, commands)
+            // a few KB each, the hub's predictions filter enough to ride out a pause.
+            max_segment_size: 16 << 10,
+            max_segment_count: 2,
+            custom_segment: Some(HashMap::from([(
+                format!("{}/+/{}", fleet::ROOT, fleet::Channel::Predictions.as_str()),
+                SegmentConfig {
+                    max_segment_size: 16 << 20,
+                    max_segment_count: 4,
+                },
+            )])),
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("agents".to_string(), server)])),

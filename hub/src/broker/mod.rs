@@ -192,6 +192,7 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
         options.set_credentials(u, p);
     }
     let (client, mut eventloop) = AsyncClient::new(options, embedded::IN_FLIGHT);
+    // Messages waiting for the storing task; a full queue holds the broker connection back.
     let (work_tx, work_rx) = mpsc::channel::<Publish>(embedded::IN_FLIGHT);
     let subscriber = client.clone();
     let broker = format!("{}:{}", settings.host, settings.port);

@@ -132,14 +132,14 @@ impl SimAgent {
     }
 }
 
-/// Sends `batches_per_sec` batches of `batch` predictions for `seconds`, the agents taking
+/// Sends `batches_per_sec` batches of `batch` predictions for `period`, the agents taking
 /// turns; returns the predictions handed to the MQTT clients.
-async fn pace(agents: &mut [SimAgent], batches_per_sec: f64, batch: usize, seconds: u64) -> u64 {
+async fn pace(agents: &mut [SimAgent], batches_per_sec: f64, batch: usize, period: Duration) -> u64 {
     let interval = Duration::from_secs_f64(1.0 / batches_per_sec);
     let t = Instant::now();
     let mut next = Instant::now();
     let (mut sent, mut turn) = (0u64, 0usize);
-    while t.elapsed() < Duration::from_secs(seconds) {
+    while t.elapsed() < period {
         let agent = &mut agents[turn % agents.len()];
         turn += 1;
         let payload = agent.batch(batch);
@@ -418,12 +418,24 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     });
+    // Warm-up: one prediction per agent makes its device at the hub, a one-time cost per device
+    // that a running fleet does not pay again.
+    let warm_from = count_predictions(&db_url)?;
+    let one_each = Duration::from_secs_f64(args.agents as f64 / args.rate as f64);
+    let warmed = pace(&mut agents, args.rate as f64, 1, one_each).await as i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_predictions(&db_url)? - warm_from < warmed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Each agent sends one prediction per batch, agents taking turns so the total rate is even.
     recording.store(true, Relaxed);
     let before = count_predictions(&db_url)?;
-    let sent = pace(&mut agents, args.rate as f64, 1, args.seconds).await;
+    let sent = pace(&mut agents, args.rate as f64, 1, Duration::from_secs(args.seconds)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     recording.store(false, Relaxed);
+    // The live feed is for the latency phase only: a reader that falls behind under the push
+    // below would only measure its own queue at the hub.
+    reader.abort();
     let stored_latency = count_predictions(&db_url)? - before;
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_by(f64::total_cmp);
@@ -436,12 +448,11 @@ async fn run(args: Args) -> Result<()> {
         &mut agents,
         args.push_rate as f64 / args.batch as f64,
         args.batch,
-        args.seconds,
+        Duration::from_secs(args.seconds),
     )
     .await;
     let stored = count_predictions(&db_url)? - before;
     let elapsed = t.elapsed().as_secs_f64();
-    reader.abort();
     let throughput = stored as f64 / elapsed;
     let rss_peak = rss_kib(pid, "VmHWM:");
 
