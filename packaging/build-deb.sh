@@ -213,8 +213,9 @@ for arch in "${targets[@]}"; do
         in_root dpkg-query -W -f='${Status}' "libpq-dev:$arch" 2>/dev/null | grep -q "install ok installed" \
             || in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "libpq-dev:$arch" >/dev/null
     fi
-    step "$arch: release build of ${crates[*]} ($t)"
-    in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo build --release --locked --target $t ${packages[*]}"
+    # The packaging profile (Cargo.toml): release with fat LTO, one codegen unit, opt-level "s".
+    step "$arch: packaging build of ${crates[*]} ($t)"
+    in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo build --profile packaging --locked --target $t ${packages[*]}"
     if [ "$arch" != amd64 ]; then
         step "$arch: agent and protocol test suites under $(qemu_for "$arch")"
         # The test profile (no LTO): a dozen test binaries link in seconds instead of minutes each.
@@ -224,14 +225,14 @@ for arch in "${targets[@]}"; do
     fi
     for c in "${crates[@]}"; do
         step "$arch: package $c"
-        bin=/build/target/$t/release/$c
+        bin=/build/target/$t/packaging/$c
         in_root "$(strip_for "$arch")" --strip-unneeded "$bin"
         # The man page is the binary's own --help (run under qemu for ARM builds).
         in_root help2man --no-info --version-string="$(in_root "$bin" --version | awk '{print $2}')" \
             --name="$(grep -m1 '^description' "$repo/${c#gatewatch-}/Cargo.toml" | cut -d'"' -f2)" \
             --output="/build/gatewatch/packaging/generated/$c.1" "$bin"
         gzip -9nf "$root/build/gatewatch/packaging/generated/$c.1"
-        in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo deb --no-build --no-strip --target $t -p $c --output /build/packages/" >/dev/null
+        in_root env "${envs[@]}" sh -c "cd /build/gatewatch && cargo deb --no-build --no-strip --profile packaging --target $t -p $c --output /build/packages/" >/dev/null
         summary+=("$arch: $c $(numfmt --to=iec --suffix=B "$(stat -c %s "$root$bin")") stripped")
     done
 done
