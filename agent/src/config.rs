@@ -44,6 +44,11 @@ environment overrides in brackets):
   spool.segment_bytes      spool segment file size [8388608]
   spool.fsync              always | periodic | never [periodic]
   spool.when_full          drop_oldest | reject_new [drop_oldest]
+  prevent.enforce          apply the hub's prevention rules with nftables; false = dry run [false]
+                                                                               (GATEWATCH_PREVENT_ENFORCE)
+  prevent.protected        addresses never blocked, CIDR list (management networks; the hub's
+                           addresses, the gateway's own and loopback always are) [[]]
+  prevent.nft              the nft program [\"nft\"]
   metrics_listen           Prometheus endpoint, ADDRESS:PORT or \"off\" [127.0.0.1:9477] (GATEWATCH_METRICS_LISTEN)
   log                      tracing filter [info]                               (GATEWATCH_LOG)";
 
@@ -58,6 +63,7 @@ pub struct AgentConfig {
     pub detect: DetectSection,
     pub uplink: UplinkConfig,
     pub spool: SpoolSection,
+    pub prevent: PreventSection,
     pub metrics_listen: String,
     pub log: String,
 }
@@ -126,6 +132,24 @@ pub struct SpoolSection {
     pub when_full: WhenFull,
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreventSection {
+    pub enforce: bool,
+    pub protected: Vec<String>,
+    pub nft: String,
+}
+
+impl Default for PreventSection {
+    fn default() -> Self {
+        PreventSection {
+            enforce: false,
+            protected: Vec::new(),
+            nft: "nft".into(),
+        }
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
@@ -137,6 +161,7 @@ impl Default for AgentConfig {
             detect: DetectSection::default(),
             uplink: UplinkConfig::default(),
             spool: SpoolSection::default(),
+            prevent: PreventSection::default(),
             metrics_listen: "127.0.0.1:9477".into(),
             log: "info".into(),
         }
@@ -282,6 +307,9 @@ impl AgentConfig {
         if let Some(v) = get("GATEWATCH_MODEL_DIR") {
             self.detect.model_dir = Some(v.into());
         }
+        if let Some(v) = get("GATEWATCH_PREVENT_ENFORCE") {
+            self.prevent.enforce = matches!(v.trim(), "1" | "true" | "yes");
+        }
         if let Some(v) = get("GATEWATCH_LOG") {
             self.log = v;
         }
@@ -293,6 +321,7 @@ impl AgentConfig {
         self.metrics_addr()?;
         self.networks()?;
         self.mode()?;
+        self.prevent_config(&[])?;
         if self.detect.devices.is_empty() {
             return invalid(
                 "detect.devices",
@@ -408,6 +437,39 @@ impl AgentConfig {
             .collect()
     }
 
+    /// How prevention runs; `hub_hosts` (names or addresses of the hub) are resolved and
+    /// protected with the configured networks.
+    pub fn prevent_config(&self, hub_hosts: &[&str]) -> Result<crate::prevent::PreventConfig, ConfigError> {
+        let mut protected = Vec::new();
+        for p in &self.prevent.protected {
+            protected.push(p.parse::<Network>().map_err(|_| ConfigError::Invalid {
+                key: "prevent.protected",
+                problem: format!("holds {p:?}, which is not a network"),
+                fix: "write addresses or networks in CIDR form, e.g. \"10.0.0.0/24\"",
+            })?);
+        }
+        for host in hub_hosts {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)) {
+                Ok(addrs) => protected.extend(addrs.filter_map(|a| a.ip().to_string().parse::<Network>().ok())),
+                Err(e) => tracing::warn!(%host, error = %e, "cannot resolve the hub to protect its addresses"),
+            }
+        }
+        let nft: Vec<String> = self.prevent.nft.split_whitespace().map(str::to_string).collect();
+        if nft.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "prevent.nft",
+                problem: "is empty".into(),
+                fix: "name the nft program, e.g. \"nft\" or \"/usr/sbin/nft\"",
+            });
+        }
+        Ok(crate::prevent::PreventConfig {
+            enforce: self.prevent.enforce,
+            protected,
+            nft,
+        })
+    }
+
     pub fn mode(&self) -> Result<Mode, ConfigError> {
         self.flow.mode.parse::<Mode>().map_err(|_| ConfigError::Invalid {
             key: "flow.mode",
@@ -456,6 +518,8 @@ mod tests {
             ("uplink.in_flight", |c| c.uplink.in_flight = 0),
             ("metrics_listen", |c| c.metrics_listen = "9477".into()),
             ("spool.max_bytes", |c| c.spool.max_bytes = 1),
+            ("prevent.protected", |c| c.prevent.protected = vec!["management".into()]),
+            ("prevent.nft", |c| c.prevent.nft = " ".into()),
         ];
         for (key, tweak) in cases {
             let mut c = AgentConfig::default();
@@ -463,6 +527,19 @@ mod tests {
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn the_hubs_addresses_are_protected_with_the_configured_networks() {
+        let mut c = AgentConfig::default();
+        c.prevent.protected = vec!["10.9.0.0/16".into()];
+        let p = c.prevent_config(&["127.0.0.1", "[::1]"]).expect("valid");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        assert!(p.protected.iter().any(|n| n.contains(ip("10.9.3.4"))));
+        assert!(p.protected.iter().any(|n| n.contains(ip("::1"))));
+        assert!(!p.protected.iter().any(|n| n.contains(ip("10.8.0.1"))));
+        assert_eq!(p.nft, ["nft"]);
+        assert!(!p.enforce, "dry run by default");
     }
 
     #[test]
@@ -487,6 +564,8 @@ mod tests {
             DEFAULT_MQTT_URL
         );
         assert_eq!(c.detect.devices, ["10.1.0.0/16", "10.2.0.0/16"]);
+        c.apply_env(|k| (k == "GATEWATCH_PREVENT_ENFORCE").then(|| "true".into()));
+        assert!(c.prevent.enforce);
         let unknown = toml::from_str::<AgentConfig>("[hub]\nmqtt = \"x\"\n").expect_err("unknown key");
         assert!(unknown.to_string().contains("mqtt"), "{unknown}");
     }

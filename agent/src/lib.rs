@@ -1,7 +1,8 @@
 //! The gatewatch edge agent: packets in (files, live capture, simulator), CIC-IDS2017
 //! flow features, and detections from windows of each device's flows scored with tract.
-//! What goes to the hub waits in a disk spool while the hub is unreachable. Later parts
-//! enforce rules and train locally.
+//! Prevention rules from the hub are evaluated on every detection and enforced on the
+//! gateway with nftables (dry run until the operator turns enforcement on). What goes to
+//! the hub waits in a disk spool while the hub is unreachable. Later parts train locally.
 
 pub mod capture;
 pub mod config;
@@ -9,5 +10,7 @@ pub mod detect;
 pub mod flow;
 pub mod metrics;
 pub mod pipeline;
+pub mod prevent;
 pub mod run;
+pub mod state_file;
 pub mod uplink;

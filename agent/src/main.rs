@@ -912,8 +912,12 @@ fn run_agent(args: RunArgs) -> Result<()> {
         _ => None,
     };
     let flows_dropped = tap.as_ref().map(|t| t.dropped.clone());
+    // The hub (broker and QUIC share its host) and the gateway itself are never blocked.
+    let mut prevent = config.prevent_config(&[broker.host.as_str()])?;
+    prevent.protected.extend(gatewatch_agent::prevent::own_addresses());
     let links = run::PipelineLinks {
         detections: tx,
+        prevent,
         updates: updates_rx,
         flows: tap,
         metrics: metrics.clone(),

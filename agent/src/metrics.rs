@@ -26,6 +26,9 @@ pub struct AgentMetrics {
     pub reconnects: AtomicU64,
     pub flow_records_uploaded: AtomicU64,
     pub flow_records_dropped: AtomicU64,
+    pub prevention_fired: AtomicU64,
+    pub prevention_enforced: AtomicU64,
+    pub prevention_failed: AtomicU64,
     pub model_version: Mutex<String>,
 }
 
@@ -98,6 +101,21 @@ impl AgentMetrics {
             "gatewatch_agent_flow_records_dropped_total",
             "Flow records dropped because the upload queue was full.",
             c(&self.flow_records_dropped),
+        );
+        m.counter(
+            "gatewatch_agent_prevention_fired_total",
+            "Prevention rules that fired (dry run included).",
+            c(&self.prevention_fired),
+        );
+        m.counter(
+            "gatewatch_agent_prevention_enforced_total",
+            "Prevention measures applied with nftables.",
+            c(&self.prevention_enforced),
+        );
+        m.counter(
+            "gatewatch_agent_prevention_failed_total",
+            "Prevention measures nftables refused.",
+            c(&self.prevention_failed),
         );
         let version = self.model_version.lock().map(|v| v.clone()).unwrap_or_default();
         m.gauge_by(

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use gatewatch_models::score::{LoadOptions, Model};
 use gatewatch_proto::{Detection, FlowRecord};
+
+use crate::prevent::{Engine, PreventConfig, Scored};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -44,6 +46,8 @@ pub enum RunError {
     Sim(#[from] sim::SimError),
     #[error("scoring: {0}")]
     Score(#[from] gatewatch_models::Error),
+    #[error("prevention: {0}. Or set prevent.enforce = false for a dry run")]
+    Prevent(#[from] crate::prevent::NftError),
 }
 
 /// The model directory: the configured one, else a source checkout's, else the package's.
@@ -140,6 +144,8 @@ pub enum PipelineUpdate {
     Overrides(Overrides),
     /// Replay a capture through the pipeline beside the running source.
     Replay(ReplayRequest),
+    /// The hub's prevention rules, replacing the previous ones.
+    Rules(Vec<gatewatch_proto::fleet::Rule>),
 }
 
 /// A capture to replay; `done` gets the outcome once its last flow is in the detector.
@@ -224,8 +230,10 @@ fn replay_capture(
 /// The pipeline's connections to the rest of the agent.
 #[derive(Debug)]
 pub struct PipelineLinks {
-    /// Detections out, to the uplink.
-    pub detections: mpsc::Sender<Detection>,
+    /// Detections with what prevention did about them out, to the uplink.
+    pub detections: mpsc::Sender<Scored>,
+    /// How the hub's prevention rules are applied.
+    pub prevent: PreventConfig,
     /// Models rolled out by the hub and reloaded settings, in.
     pub updates: std::sync::mpsc::Receiver<PipelineUpdate>,
     /// Flow records of monitored devices out, if they are uploaded.
@@ -253,7 +261,18 @@ pub fn pipeline(
         path: overrides_path,
         source,
     })?;
+    let rules = crate::prevent::load_rules(&config.state_dir).map_err(|source| RunError::State {
+        path: config.state_dir.join(crate::prevent::RULES_FILE),
+        source,
+    })?;
+    let prevent = Engine::new(&links.prevent, rules)?;
+    tracing::info!(
+        rules = prevent.rules().len(),
+        dry_run = prevent.is_dry_run(),
+        "prevention ready"
+    );
     let mut stage = Stage {
+        prevent,
         replays: Vec::new(),
         flow_config,
         replay_speed: config.source.replay_speed,
@@ -340,8 +359,22 @@ pub fn pipeline(
     })
 }
 
+/// Hands a detection to the uplink with what the prevention rules did about it; notes in
+/// `closed` that the uplink is gone.
+fn emit<'a>(
+    out: &'a mpsc::Sender<Scored>,
+    prevent: &'a mut Engine,
+    closed: &'a mut bool,
+) -> impl FnMut(Detection) + 'a {
+    move |detection| {
+        let prevention = prevent.evaluate(&detection, Instant::now(), crate::pipeline::wall_clock_ns() / 1_000_000);
+        *closed |= out.blocking_send(Scored { detection, prevention }).is_err();
+    }
+}
+
 /// Flows into the detector, detections out to the uplink.
 struct Stage {
+    prevent: Engine,
     replays: Vec<Replay>,
     flow_config: FlowConfig,
     replay_speed: f64,
@@ -352,7 +385,7 @@ struct Stage {
     flow_tap: Option<crate::uplink::flows::FlowTap>,
     metrics: Arc<crate::metrics::AgentMetrics>,
     last_metrics: Instant,
-    out: mpsc::Sender<Detection>,
+    out: mpsc::Sender<Scored>,
     max_wait: Duration,
     last_flush: Instant,
     flows: u64,
@@ -378,12 +411,8 @@ impl Stage {
                 tap.offer(rec, device, replayed);
             }
         }
-        let out = &self.out;
-        let closed = &mut self.closed;
-        if let Err(e) = self
-            .detector
-            .push(rec, &mut |d| *closed |= out.blocking_send(d).is_err())
-        {
+        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+        if let Err(e) = self.detector.push(rec, &mut emit) {
             tracing::error!(error = %e, "scoring failed; windows dropped");
         }
     }
@@ -411,6 +440,14 @@ impl Stage {
                     self.detector.set_overrides(overrides);
                 }
                 PipelineUpdate::Replay(request) => self.start_replay(request),
+                PipelineUpdate::Rules(rules) => {
+                    tracing::info!(
+                        rules = rules.len(),
+                        dry_run = self.prevent.is_dry_run(),
+                        "prevention rules from the hub"
+                    );
+                    self.prevent.set_rules(rules);
+                }
             }
         }
         if !self.replays.is_empty() {
@@ -434,6 +471,10 @@ impl Stage {
         m.windows_scored.store(d.scored, Relaxed);
         m.attack_windows.store(d.attacks, Relaxed);
         m.scoring_failures.store(d.failed, Relaxed);
+        let p = self.prevent.stats();
+        m.prevention_fired.store(p.fired, Relaxed);
+        m.prevention_enforced.store(p.enforced, Relaxed);
+        m.prevention_failed.store(p.failed, Relaxed);
         if let Some(tap) = &self.flow_tap {
             m.flow_records_dropped.store(tap.dropped.load(Relaxed), Relaxed);
         }
@@ -446,9 +487,8 @@ impl Stage {
 
     fn flush(&mut self) {
         self.last_flush = Instant::now();
-        let out = &self.out;
-        let closed = &mut self.closed;
-        if let Err(e) = self.detector.flush(&mut |d| *closed |= out.blocking_send(d).is_err()) {
+        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+        if let Err(e) = self.detector.flush(&mut emit) {
             tracing::error!(error = %e, "scoring failed; windows dropped");
         }
     }

@@ -53,6 +53,8 @@ pub struct App {
     pub identities: Arc<broker::identity::Registry>,
     /// Wakes the delivery of agent commands (see `broker::commands`).
     pub commands: Arc<tokio::sync::Notify>,
+    /// Wakes the push of prevention rules to agents (see `broker::rules`).
+    pub rules_changed: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -62,6 +64,7 @@ impl App {
             ca: Arc::new(pki::Ca::load_or_create(&config.data_dir)?),
             identities: Arc::default(),
             commands: Arc::default(),
+            rules_changed: Arc::default(),
             gateway_stats: Arc::default(),
             bulk_stats: Arc::default(),
             user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),

@@ -53,7 +53,9 @@ fn batch(agent: Uuid, epoch: Uuid, seq: u64, devices: &[&str], n: usize) -> Pred
                     family_probs: Default::default(),
                     model_version: "m1".into(),
                     inference_latency_ms: 0.2,
+                    peer: None,
                 },
+                prevention: Vec::new(),
             })
             .collect(),
     }
@@ -162,7 +164,8 @@ fn devices_follow_their_agent_and_silence_means_offline() {
             .load(c)
             .expect("devices")
     };
-    assert_eq!(device_status(&mut c), ["online"]);
+    // The batch's first prediction is an attack.
+    assert_eq!(device_status(&mut c), ["under_attack"]);
     ingest::status(&mut c, agent, &status(agent, "porch", AgentState::Offline), now).expect("status");
     assert_eq!(device_status(&mut c), ["offline"]);
     ingest::status(&mut c, agent, &status(agent, "porch", AgentState::Online), now).expect("status");
@@ -181,6 +184,126 @@ fn devices_follow_their_agent_and_silence_means_offline() {
         .first(&mut c)
         .expect("twin");
     assert!(name.starts_with("porch-") && name.len() == "porch-".len() + 8, "{name}");
+}
+
+#[test]
+fn attacks_raise_one_alert_per_cooldown_and_prevention_events_become_the_log() {
+    use gatewatch_hub::db::models::PreventionRule;
+    use gatewatch_hub::db::schema::{alerts, prevention_logs, prevention_rules};
+    use gatewatch_proto::fleet::{PreventionEvent, RuleAction};
+
+    let db = common::TestDb::new();
+    let pool = Db::open(&db.url, 2).expect("db");
+    let mut c = pool.get().expect("conn");
+    let (agent, epoch) = (Uuid::now_v7(), Uuid::now_v7());
+    ingest::status(&mut c, agent, &status(agent, "gate", AgentState::Online), Utc::now()).expect("status");
+    let rule = PreventionRule {
+        id: Uuid::new_v4(),
+        device_id: None,
+        rule_name: "quarantine".into(),
+        threshold: 0.5,
+        action_type: "quarantine".into(),
+        is_enabled: true,
+        cooldown_seconds: 60,
+        webhook_url: None,
+        extra_config: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    diesel::insert_into(prevention_rules::table)
+        .values(&rule)
+        .execute(&mut c)
+        .expect("rule");
+    let event = |rule_id: Uuid, action: RuleAction, enforced: bool| PreventionEvent {
+        id: Uuid::now_v7(),
+        rule_id,
+        action,
+        target: Some("10.2.0.9".parse().expect("ip")),
+        enforced,
+        success: true,
+        expires_at_ms: Some(1_700_000_600_000),
+        message: "m".into(),
+    };
+    // 10.2.0.9: attacks with an enforced quarantine and a dry-run block of a rule since deleted.
+    let mut first = batch(agent, epoch, 1, &["10.2.0.9"], 4);
+    first.predictions[0].prevention = vec![
+        event(rule.id, RuleAction::Quarantine, true),
+        event(Uuid::new_v4(), RuleAction::BlockIp, false),
+    ];
+    let s = ingest::predictions(&mut c, agent, &first).expect("store");
+    assert_eq!((s.prevention.len(), s.alerts.len()), (2, 1));
+    let alert = &s.alerts[0];
+    assert_eq!(
+        (
+            alert.alert_type.as_str(),
+            alert.severity.as_str(),
+            alert.action_taken.as_deref()
+        ),
+        ("threshold_breach", "high", Some("quarantined"))
+    );
+    assert_eq!(
+        alert.prediction_id,
+        Some(first.predictions[0].id),
+        "the strongest attack"
+    );
+    assert!(
+        alert.message.contains("scan detected on 10.2.0.9 @ gate"),
+        "{}",
+        alert.message
+    );
+    let logs: Vec<(Option<Uuid>, String, Option<Uuid>)> = prevention_logs::table
+        .order(prevention_logs::action_executed)
+        .select((
+            prevention_logs::rule_id,
+            prevention_logs::action_executed,
+            prevention_logs::prediction_id,
+        ))
+        .load(&mut c)
+        .expect("logs");
+    assert_eq!(
+        logs,
+        [
+            (None, "dry_run:block_ip".to_string(), Some(first.predictions[0].id)),
+            (Some(rule.id), "quarantine".to_string(), Some(first.predictions[0].id)),
+        ]
+    );
+    let device_status = |c: &mut PgConnection| -> String {
+        devices::table
+            .filter(devices::agent_id.eq(agent))
+            .select(devices::status)
+            .first(c)
+            .expect("device")
+    };
+    assert_eq!(device_status(&mut c), "quarantined");
+
+    // Re-delivered: nothing twice. More attacks within the cooldown: no second alert.
+    let again = ingest::predictions(&mut c, agent, &first).expect("store");
+    assert!(again.prevention.is_empty() && again.alerts.is_empty());
+    let more = ingest::predictions(&mut c, agent, &batch(agent, epoch, 2, &["10.2.0.9"], 4)).expect("store");
+    assert_eq!((more.new.len(), more.alerts.len()), (4, 0));
+    let alerts_n: i64 = alerts::table.count().get_result(&mut c).expect("count");
+    let logs_n: i64 = prevention_logs::table.count().get_result(&mut c).expect("count");
+    assert_eq!((alerts_n, logs_n), (1, 2));
+
+    // Benign windows within the cooldown leave the device as it is; after it, it is online.
+    let mut calm = batch(agent, epoch, 3, &["10.2.0.9"], 2);
+    for p in &mut calm.predictions {
+        p.detection.score = 0.1;
+        p.detection.label = "benign".into();
+    }
+    ingest::predictions(&mut c, agent, &calm).expect("store");
+    assert_eq!(device_status(&mut c), "quarantined");
+    diesel::update(alerts::table)
+        .set(alerts::ts.eq(Utc::now() - chrono::Duration::seconds(ingest::ALERT_COOLDOWN_SECS + 1)))
+        .execute(&mut c)
+        .expect("age the alert");
+    let mut calm = batch(agent, epoch, 4, &["10.2.0.9"], 2);
+    for p in &mut calm.predictions {
+        p.detection.score = 0.1;
+        p.detection.label = "benign".into();
+    }
+    ingest::predictions(&mut c, agent, &calm).expect("store");
+    assert_eq!(device_status(&mut c), "online");
 }
 
 #[rocket::async_test]

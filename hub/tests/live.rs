@@ -89,6 +89,8 @@ async fn prediction_events_reach_live_and_device_channels() {
         (ev["type"].as_str(), ev["data"]["severity"].as_str()),
         (Some("alert"), Some("high"))
     );
+    // Alerts are on the live feed too.
+    assert_eq!(next_text(&mut live).await["type"], "alert");
     // A re-delivered prediction is not stored again and not announced again.
     post(
         hub.port,

@@ -125,7 +125,28 @@ impl std::str::FromStr for Network {
     }
 }
 
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The network's own address: host bits cleared, as `nft` and others want it.
+        let addr = match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        };
+        write!(f, "{addr}/{}", self.prefix)
+    }
+}
+
 impl Network {
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (a, b, bits) = match (self.addr, ip) {
             (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
@@ -263,6 +284,16 @@ fn parse_value(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_print_as_their_network_address() {
+        let show = |s: &str| s.parse::<Network>().expect("network").to_string();
+        assert_eq!(show("10.1.2.3/16"), "10.1.0.0/16");
+        assert_eq!(show("10.1.2.3"), "10.1.2.3/32");
+        assert_eq!(show("0.0.0.0/0"), "0.0.0.0/0");
+        assert_eq!(show("2001:db8::1/32"), "2001:db8::/32");
+        assert!("10.1.2.3/16".parse::<Network>().expect("network").is_ipv4());
+    }
 
     #[test]
     fn capped_samples_are_evenly_spaced_and_bounded() {

@@ -23,6 +23,10 @@ pub struct Detection {
     pub model_version: String,
     /// Wall time of the tract run that scored this window (shared by its batch).
     pub inference_latency_ms: f64,
+    /// The address most of the window's flows have at their other end (the suspected
+    /// attacker or command server of an attack window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IpAddr>,
 }
 
 impl Detection {

@@ -140,14 +140,14 @@ pub fn agent_may_subscribe(agent: Uuid, filter: &str) -> bool {
 }
 
 /// Hub → agent on `…/cmd`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     pub schema: u32,
     #[serde(flatten)]
     pub action: Action,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Score with this model version: download it over QUIC if it is not the one in use.
@@ -165,18 +165,93 @@ pub enum Action {
         len: u64,
         sha256: String,
     },
+    /// Evaluate these prevention rules on every detection from now on (the whole set:
+    /// it replaces the previous one). Sent when rules change and when the agent comes online.
+    SetRules { rules: Vec<Rule> },
 }
 
 impl Action {
     /// The operator's command this carries out (a model rollout is the hub's own).
     pub fn command_id(&self) -> Option<Uuid> {
         match self {
-            Action::UseModel { .. } => None,
+            Action::UseModel { .. } | Action::SetRules { .. } => None,
             Action::StartMonitoring { command_id, .. }
             | Action::StopMonitoring { command_id, .. }
             | Action::ReplayPcap { command_id, .. } => Some(*command_id),
         }
     }
+}
+
+/// What a prevention rule does when it fires on the gateway (`webhook` rules stay at the hub).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Drop traffic to and from the window's main peer (the suspected attacker or C2 server).
+    BlockIp,
+    /// Limit the device's packet rate.
+    RateLimit,
+    /// Cut the device off: nothing forwarded to or from it.
+    Quarantine,
+    /// Record and alert only.
+    AlertOnly,
+}
+
+impl RuleAction {
+    pub const ALL: [RuleAction; 4] = [
+        RuleAction::BlockIp,
+        RuleAction::RateLimit,
+        RuleAction::Quarantine,
+        RuleAction::AlertOnly,
+    ];
+
+    /// The hub's `prevention_rules.action_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::BlockIp => "block_ip",
+            RuleAction::RateLimit => "rate_limit",
+            RuleAction::Quarantine => "quarantine",
+            RuleAction::AlertOnly => "alert_only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RuleAction> {
+        RuleAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// A prevention rule as an agent evaluates it: it fires on a detection of `device` (any
+/// device of the agent if `None`) whose score is at least `threshold`, at most once per
+/// `cooldown_secs` per device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: Uuid,
+    pub name: String,
+    pub device: Option<IpAddr>,
+    pub threshold: f64,
+    pub action: RuleAction,
+    pub cooldown_secs: u32,
+    /// How long a block, rate limit or quarantine lasts; every one expires.
+    pub duration_secs: u32,
+    /// Packets per second a rate-limited device keeps.
+    pub rate_pps: u32,
+}
+
+/// What a rule did on a detection; it travels with the prediction that fired it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreventionEvent {
+    /// Made at the agent, so that re-delivery stores it once.
+    pub id: Uuid,
+    pub rule_id: Uuid,
+    pub action: RuleAction,
+    /// The address acted on: the peer for `block_ip`, the device otherwise.
+    pub target: Option<IpAddr>,
+    /// False while enforcement is off (dry run): the action was decided, not applied.
+    pub enforced: bool,
+    pub success: bool,
+    /// When the block ends, milliseconds since the Unix epoch.
+    pub expires_at_ms: Option<i64>,
+    /// What happened, for the operator.
+    pub message: String,
 }
 
 /// Agent → hub on `…/cmd/ack`: how a command ended.
@@ -237,6 +312,9 @@ pub struct PredictionMsg {
     pub id: Uuid,
     #[serde(flatten)]
     pub detection: Detection,
+    /// Prevention rules this detection fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prevention: Vec<PreventionEvent>,
 }
 
 /// A batch of detections. `seq` numbers batches within the agent's spool `epoch` (a new

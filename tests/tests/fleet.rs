@@ -59,32 +59,45 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
     let mut a = start_agent(dir.path(), &a_name, &a_cfg);
     let mut b = start_agent(dir.path(), &b_name, &b_cfg);
 
-    // A prediction arrives on /ws/live.
-    let event = rt.block_on(async {
-        use futures_util::StreamExt;
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(Ok(msg)) = live.next().await {
-                if let Ok(text) = msg.into_text() {
-                    let v: Value = serde_json::from_str(&text).unwrap_or_default();
-                    if v["type"] == "prediction" {
-                        return Some(v);
+    // A prediction arrives on /ws/live, and an alert (the agents replay attacks).
+    let mut next_of = |kind: &str| {
+        rt.block_on(async {
+            use futures_util::StreamExt;
+            tokio::time::timeout(Duration::from_secs(60), async {
+                while let Some(Ok(msg)) = live.next().await {
+                    if let Ok(text) = msg.into_text() {
+                        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+                        if v["type"] == kind {
+                            return Some(v);
+                        }
                     }
                 }
-            }
-            None
+                None
+            })
+            .await
         })
-        .await
-    });
-    let event = event
         .ok()
         .flatten()
-        .unwrap_or_else(|| panic!("no prediction on /ws/live\n{}", hub_proc.log_text()));
+        .unwrap_or_else(|| panic!("no {kind} on /ws/live\n{}", hub_proc.log_text()))
+    };
+    let event = next_of("prediction");
+    let alert = next_of("alert");
+    assert_eq!(alert["data"]["alert_type"], "threshold_breach", "{alert}");
     assert!(
         event["data"]["device_name"].as_str().is_some_and(|n| n.contains('@')),
         "{event}"
     );
 
     let mut conn = hub.conn();
+    let alert_id = alert["data"]["id"].as_str().expect("alert id").to_string();
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!("SELECT count(*) AS n FROM alerts WHERE id = '{alert_id}' AND prediction_id IS NOT NULL")
+        ),
+        1,
+        "the alert is stored with its prediction"
+    );
     wait_for("both agents and their devices online", Duration::from_secs(30), || {
         let agents = statuses(
             &mut conn,
@@ -96,7 +109,11 @@ fn two_agents_through_mosquitto_lose_nothing_when_the_hub_is_killed() {
                 "SELECT d.status FROM devices d JOIN agents a ON a.id = d.agent_id WHERE a.name IN ('{a_name}', '{b_name}')"
             ),
         );
-        agents.len() == 2 && agents.iter().chain(&devices).all(|s| s == "online") && devices.len() >= 2
+        // A device is `under_attack` while its windows are attacks, `online` otherwise.
+        agents.len() == 2
+            && agents.iter().all(|s| s == "online")
+            && devices.iter().all(|s| s == "online" || s == "under_attack")
+            && devices.len() >= 2
     });
 
     // Kill the hub mid-stream; the agents keep detecting; start it again on the same database.

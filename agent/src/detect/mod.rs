@@ -172,6 +172,7 @@ impl Detector {
                 family_probs,
                 model_version: version.clone(),
                 inference_latency_ms: seconds * 1e3,
+                peer: Some(window.peer),
             });
         }
         // Keep the capacity: batches come again and again.

@@ -32,32 +32,11 @@ impl Overrides {
 
     /// The overrides kept in `path`; none if the file does not exist.
     pub fn load(path: &Path) -> std::io::Result<Overrides> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: {e}; delete it to forget the hub's start/stop choices",
-                        path.display()
-                    ),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Overrides::default()),
-            Err(e) => Err(e),
-        }
+        crate::state_file::load(path, "delete it to forget the hub's start/stop choices")
     }
 
-    /// Writes beside and renames, so a crash leaves the old file or the new one.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let staging = path.with_extension("json.new");
-        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&staging)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&staging, path)
+        crate::state_file::save(path, self)
     }
 }
 

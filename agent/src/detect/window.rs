@@ -19,6 +19,8 @@ use super::monitor::{Monitored, Overrides};
 pub struct ReadyWindow {
     pub device: IpAddr,
     pub span: WindowSpan,
+    /// The address most of the window's flows have at their other end (the latest on a tie).
+    pub peer: IpAddr,
     /// Raw features, oldest flow first.
     pub features: Box<Window>,
 }
@@ -26,6 +28,7 @@ pub struct ReadyWindow {
 #[derive(Debug, Clone)]
 struct Slot {
     id: u64,
+    peer: IpAddr,
     first_ts_ns: i64,
     last_ts_ns: i64,
     features: [f32; FEATURE_COUNT],
@@ -124,6 +127,7 @@ impl Windows {
             }
             device.recent.push_back(Slot {
                 id: flow.id,
+                peer: endpoints[1 - i],
                 first_ts_ns: flow.first_ts_ns,
                 last_ts_ns: flow.last_ts_ns,
                 features: flow.features_f32(),
@@ -146,8 +150,16 @@ impl Windows {
             *row = slot.features;
         }
         let (first, last) = (&recent[0], &recent[WINDOW - 1]);
+        let count = |ip: IpAddr| recent.iter().filter(|s| s.peer == ip).count();
+        // max_by_key keeps the last of equals: oldest first, so a tie goes to the latest.
+        let peer = recent
+            .iter()
+            .map(|s| s.peer)
+            .max_by_key(|ip| count(*ip))
+            .unwrap_or(last.peer);
         ReadyWindow {
             device,
+            peer,
             span: WindowSpan {
                 first_flow_id: first.id,
                 last_flow_id: last.id,
@@ -224,6 +236,28 @@ mod tests {
         let firsts: Vec<f32> = last.features.iter().map(|row| row[0]).collect();
         assert_eq!(firsts, (3..=12).map(|i| i as f32).collect::<Vec<_>>());
         assert_eq!(w.stats().windows_ready, 3);
+    }
+
+    #[test]
+    fn a_window_names_the_peer_most_of_its_flows_talk_to() {
+        let mut w = Windows::new(nets(&["10.0.0.0/24"]), 16, i64::MAX);
+        let mut ready = Vec::new();
+        for i in 0..10u64 {
+            let peer = if i % 3 == 0 { "198.51.100.1" } else { "203.0.113.9" };
+            // The device is the source of some flows and the destination of others.
+            let (src, dst) = if i % 2 == 0 {
+                ("10.0.0.5", peer)
+            } else {
+                (peer, "10.0.0.5")
+            };
+            w.push(&flow(i, src, dst, i as i64), &mut ready);
+        }
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].peer, "203.0.113.9".parse::<IpAddr>().expect("ip"));
+        w.push(&flow(10, "10.0.0.5", "198.51.100.1", 10), &mut ready);
+        w.push(&flow(11, "10.0.0.5", "198.51.100.1", 11), &mut ready);
+        // 5 and 5 now: the latest flow's peer wins the tie.
+        assert_eq!(ready[2].peer, "198.51.100.1".parse::<IpAddr>().expect("ip"));
     }
 
     #[test]

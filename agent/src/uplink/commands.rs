@@ -26,10 +26,13 @@ pub enum Handled {
     Answer(CommandResult),
     /// Running (or already running): the answer comes later.
     Running,
+    /// Done, and the hub expects no answer (it sends the whole state again when needed).
+    Applied,
 }
 
 #[derive(Debug)]
 pub struct Commands {
+    state_dir: PathBuf,
     to_pipeline: std::sync::mpsc::Sender<PipelineUpdate>,
     overrides: Overrides,
     overrides_path: PathBuf,
@@ -50,6 +53,7 @@ impl Commands {
     ) -> std::io::Result<Commands> {
         let overrides_path = state_dir.join(crate::detect::monitor::FILE);
         Ok(Commands {
+            state_dir: state_dir.to_path_buf(),
             overrides: Overrides::load(&overrides_path)?,
             overrides_path,
             replay_dir: state_dir.join("replay"),
@@ -63,6 +67,10 @@ impl Commands {
     /// Runs `action` (any but a model rollout). A replay runs in a task that sends its answer
     /// to `later`.
     pub fn handle(&mut self, action: Action, later: impl FnOnce(Replay) + Send + 'static) -> Handled {
+        if let Action::SetRules { rules } = action {
+            self.set_rules(rules);
+            return Handled::Applied;
+        }
         let Some(id) = action.command_id() else {
             return Handled::Running;
         };
@@ -73,7 +81,7 @@ impl Commands {
             return Handled::Running;
         }
         let outcome = match action {
-            Action::UseModel { .. } => return Handled::Running,
+            Action::UseModel { .. } | Action::SetRules { .. } => return Handled::Running,
             Action::StartMonitoring { device, .. } => self.monitor(device, true),
             Action::StopMonitoring { device, .. } => self.monitor(device, false),
             Action::ReplayPcap {
@@ -108,6 +116,16 @@ impl Commands {
             }
         };
         Handled::Answer(self.answer(id, outcome))
+    }
+
+    /// Keeps the hub's prevention rules for restarts and hands them to the pipeline. A file
+    /// that cannot be written is logged: the pipeline still gets them, and the hub sends them
+    /// again at the next connection.
+    fn set_rules(&mut self, rules: Vec<fleet::Rule>) {
+        if let Err(e) = crate::prevent::save_rules(&self.state_dir, &rules) {
+            tracing::warn!(error = %e, "could not keep the prevention rules in the state directory");
+        }
+        let _ = self.to_pipeline.send(PipelineUpdate::Rules(rules));
     }
 
     /// Records the end of a command that ran in a task; returns the answer to send.
@@ -199,6 +217,30 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_from_the_hub_reach_the_pipeline_and_the_disk_without_an_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut commands = Commands::new(dir.path(), tx, None).expect("commands");
+        let rules = vec![fleet::Rule {
+            id: Uuid::now_v7(),
+            name: "block scanners".into(),
+            device: None,
+            threshold: 0.9,
+            action: fleet::RuleAction::BlockIp,
+            cooldown_secs: 60,
+            duration_secs: 600,
+            rate_pps: 50,
+        }];
+        let handled = commands.handle(Action::SetRules { rules: rules.clone() }, |_| panic!("runs now"));
+        assert!(matches!(handled, Handled::Applied), "{handled:?}");
+        match rx.try_recv() {
+            Ok(PipelineUpdate::Rules(r)) => assert_eq!(r, rules),
+            other => panic!("expected rules, got {other:?}"),
+        }
+        assert_eq!(crate::prevent::load_rules(dir.path()).expect("kept"), rules);
+    }
 
     #[test]
     fn start_and_stop_reach_the_pipeline_and_the_disk_and_repeats_are_answered_again() {

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::prevent::Scored;
 use gatewatch_proto::fleet::{self, Ack, Action, AgentState, AgentStatus, Channel, Command};
-use gatewatch_proto::Detection;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -89,7 +89,7 @@ fn copy_metrics(m: &crate::metrics::AgentMetrics, s: &SenderStats, report: &Upli
 pub async fn run(
     link: LinkConfig,
     mut sender: Sender,
-    mut detections: mpsc::Receiver<Detection>,
+    mut detections: mpsc::Receiver<Scored>,
     model_version: watch::Sender<Option<String>>,
     rollout: Option<std::sync::Arc<super::rollout::Rollout>>,
     mut commands: super::commands::Commands,

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use gatewatch_proto::fleet::{Ack, PredictionBatch, PredictionMsg, SCHEMA};
-use gatewatch_proto::Detection;
+
+use crate::prevent::Scored;
 use uuid::Uuid;
 
 use super::spool::{Spool, SpoolError, SpoolStats};
@@ -71,12 +72,14 @@ impl Sender {
         self.open.is_empty() && self.spool.is_empty()
     }
 
-    /// Adds a detection; closes the batch into the spool when it is full.
-    pub fn push(&mut self, detection: Detection, now: Instant) -> Result<(), SpoolError> {
+    /// Adds a detection (with what prevention did about it); closes the batch into the spool
+    /// when it is full.
+    pub fn push(&mut self, scored: Scored, now: Instant) -> Result<(), SpoolError> {
         self.stats.detections += 1;
         self.open.push(PredictionMsg {
             id: Uuid::now_v7(),
-            detection,
+            detection: scored.detection,
+            prevention: scored.prevention,
         });
         self.open_since.get_or_insert(now);
         if self.open.len() >= self.config.batch_max {
@@ -169,8 +172,8 @@ mod tests {
     use crate::uplink::{Fsync, SpoolConfig, WhenFull};
     use gatewatch_proto::WindowSpan;
 
-    fn detection(i: u64) -> Detection {
-        Detection {
+    fn detection(i: u64) -> Scored {
+        let detection = gatewatch_proto::Detection {
             device: "192.168.1.20".parse().expect("ip"),
             window: WindowSpan {
                 first_flow_id: i,
@@ -185,6 +188,11 @@ mod tests {
             family_probs: Default::default(),
             model_version: "m".into(),
             inference_latency_ms: 0.1,
+            peer: None,
+        };
+        Scored {
+            detection,
+            prevention: Vec::new(),
         }
     }
 

@@ -85,6 +85,18 @@ fn validate(r: &PreventionRule) -> ApiResult<()> {
         }
         _ => {}
     }
+    // What agents read from extra_config: checked here, not discovered on the gateway.
+    use crate::broker::rules::{DURATION_RANGE, RATE_RANGE};
+    for (key, range) in [("duration_seconds", DURATION_RANGE), ("rate_pps", RATE_RANGE)] {
+        if let Some(v) = r.extra_config.as_ref().and_then(|c| c.get(key)) {
+            if !v.as_u64().is_some_and(|n| range.contains(&n)) {
+                return Err(ApiError::field(
+                    format!("extra_config.{key}"),
+                    format!("a whole number from {} to {}", range.start(), range.end()),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -163,6 +175,7 @@ pub async fn create(
                 .get_result(c)?)
         })
         .await?;
+    app.rules_changed.notify_one();
     Ok((Status::Created, Json(rule)))
 }
 
@@ -226,7 +239,9 @@ pub async fn update(
     }
     rule.updated_at = Utc::now();
     validate(&rule)?;
-    Ok(Json(save(app, rule).await?))
+    let rule = save(app, rule).await?;
+    app.rules_changed.notify_one();
+    Ok(Json(rule))
 }
 
 #[rocket::delete("/prevention/rules/<id>")]
@@ -238,6 +253,7 @@ pub async fn delete(_a: Auth<Admin>, app: &State<App>, id: Uuid) -> ApiResult<St
     if n == 0 {
         return Err(ApiError::not_found("prevention rule"));
     }
+    app.rules_changed.notify_one();
     Ok(Status::NoContent)
 }
 
@@ -257,6 +273,7 @@ pub async fn toggle(_a: Auth<Admin>, app: &State<App>, id: Uuid) -> ApiResult<Js
                 .ok_or_else(|| ApiError::not_found("prevention rule"))
         })
         .await?;
+    app.rules_changed.notify_one();
     Ok(Json(rule))
 }
 

@@ -141,8 +141,12 @@ pub fn publish_prediction_to(events: &crate::ws::Broadcaster, p: &Prediction, de
 }
 
 pub fn publish_alert(app: &App, a: &Alert) {
-    app.events
-        .publish("alert", a, &[Topic::Alerts, Topic::Device(a.device_id)]);
+    publish_alert_to(&app.events, a);
+}
+
+/// The `alert` event on `/ws/alerts`, `/ws/live` and the device's channel.
+pub fn publish_alert_to(events: &crate::ws::Broadcaster, a: &Alert) {
+    events.publish("alert", a, &[Topic::Alerts, Topic::Live, Topic::Device(a.device_id)]);
 }
 
 fn finite(field: String, v: f64, lo: f64, hi: f64) -> ApiResult<f64> {

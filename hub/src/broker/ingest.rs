@@ -11,8 +11,12 @@ use gatewatch_proto::fleet::{AgentState, AgentStatus, PredictionBatch, Predictio
 use ipnetwork::IpNetwork;
 use uuid::Uuid;
 
-use crate::db::models::{DeviceRow, Prediction, TrafficRow};
-use crate::db::schema::{agents, devices, traffic_logs};
+use crate::db::models::{Alert, DeviceRow, Prediction, PreventionLog, TrafficRow};
+use crate::db::schema::{agents, alerts, devices, prevention_logs, prevention_rules, traffic_logs};
+
+/// A device gets at most one `threshold_breach` alert in this long; and it is back to
+/// `online` once its predictions are benign and it has had no alert for this long.
+pub const ALERT_COOLDOWN_SECS: i64 = 60;
 
 /// What a committed batch produced, for the WebSocket fan-out and the acknowledgement.
 #[derive(Debug)]
@@ -23,6 +27,10 @@ pub struct Stored {
     /// Every batch of the agent's epoch up to this one is stored: what the hub acknowledges.
     /// It only moves over batches without a gap, so a batch lost on the way is sent again.
     pub acked_seq: u64,
+    /// Alerts raised by this batch's new predictions.
+    pub alerts: Vec<Alert>,
+    /// What the agent's prevention rules did on this batch's new predictions.
+    pub prevention: Vec<PreventionLog>,
 }
 
 /// A name unique among agents: the agent's own, with its id's start if another agent has it.
@@ -98,13 +106,18 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
     })
 }
 
-/// Devices of these agents that are plain online/offline follow their agent.
+/// Devices of these agents follow their agent: offline with it, whatever they were (nobody
+/// watches them), and online again with it.
 fn set_devices(conn: &mut PgConnection, agents_: &[Uuid], state: &str) -> QueryResult<usize> {
-    let from = if state == "online" { "offline" } else { "online" };
+    let from: &[&str] = if state == "online" {
+        &["offline"]
+    } else {
+        &["online", "under_attack", "quarantined"]
+    };
     diesel::update(
         devices::table
             .filter(devices::agent_id.eq_any(agents_))
-            .filter(devices::status.eq(from)),
+            .filter(devices::status.eq_any(from)),
     )
     .set((devices::status.eq(state), devices::updated_at.eq(Utc::now())))
     .execute(conn)
@@ -232,6 +245,8 @@ pub fn predictions(conn: &mut PgConnection, agent: Uuid, batch: &PredictionBatch
         new: Vec::new(),
         device_names: HashMap::new(),
         acked_seq: 0,
+        alerts: Vec::new(),
+        prevention: Vec::new(),
     }))
 }
 
@@ -285,6 +300,7 @@ pub fn prediction_batches(conn: &mut PgConnection, batches: &[(Uuid, &Prediction
         .load(c)?;
         // A batch delivered twice within one group: its rows go to the first copy only.
         let mut inserted: HashSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();
+        let (mut alerts_by_batch, mut logs_by_batch) = respond(c, batches, &rows, &inserted, &devices)?;
 
         // Acknowledgement state, walked through the batches in order.
         let mut agent_ids: Vec<Uuid> = batches.iter().map(|(a, _)| *a).collect();
@@ -345,16 +361,237 @@ pub fn prediction_batches(conn: &mut PgConnection, batches: &[(Uuid, &Prediction
             .iter()
             .zip(rows)
             .zip(acked_seqs)
-            .map(|(((agent, _), rows), acked_seq)| {
+            .enumerate()
+            .map(|(i, (((agent, _), rows), acked_seq))| {
                 let device_names = names_by_agent.get(agent).cloned().unwrap_or_default();
                 Stored {
                     new: rows.into_iter().filter(|r| inserted.remove(&r.id)).collect(),
                     device_names,
                     acked_seq,
+                    alerts: alerts_by_batch.remove(&i).unwrap_or_default(),
+                    prevention: logs_by_batch.remove(&i).unwrap_or_default(),
                 }
             })
             .collect())
     })
+}
+
+type ByBatch<T> = HashMap<usize, Vec<T>>;
+
+/// What new predictions set off, inside the group's transaction: the agent's prevention
+/// events become the prevention log; a device's attack predictions raise one
+/// `threshold_breach` alert per [`ALERT_COOLDOWN_SECS`] and put it `under_attack` (or
+/// `quarantined` when a quarantine was enforced); a device whose predictions are benign again
+/// and has had no alert for a while is back `online`. Results by batch index.
+fn respond(
+    c: &mut PgConnection,
+    batches: &[(Uuid, &PredictionBatch)],
+    rows: &[Vec<Prediction>],
+    inserted: &HashSet<Uuid>,
+    devices: &HashMap<(Uuid, IpAddr), (Uuid, String)>,
+) -> QueryResult<(ByBatch<Alert>, ByBatch<PreventionLog>)> {
+    let now = Utc::now();
+    // Every new prediction with its message and batch.
+    let mut fresh: Vec<(usize, &PredictionMsg, &Prediction)> = Vec::new();
+    for (i, ((_, batch), rows)) in batches.iter().zip(rows).enumerate() {
+        let by_id: HashMap<Uuid, &Prediction> = rows.iter().map(|r| (r.id, r)).collect();
+        for p in &batch.predictions {
+            if let (true, Some(row)) = (inserted.contains(&p.id), by_id.get(&p.id)) {
+                fresh.push((i, p, row));
+            }
+        }
+    }
+
+    // Prevention log; a rule deleted since the agent got it is named in the details only.
+    let mut logs: ByBatch<PreventionLog> = HashMap::new();
+    let rule_ids: Vec<Uuid> = fresh
+        .iter()
+        .flat_map(|(_, p, _)| p.prevention.iter().map(|e| e.rule_id))
+        .collect();
+    if !rule_ids.is_empty() {
+        let known: HashSet<Uuid> = prevention_rules::table
+            .filter(prevention_rules::id.eq_any(&rule_ids))
+            .select(prevention_rules::id)
+            .load::<Uuid>(c)?
+            .into_iter()
+            .collect();
+        let mut log_rows = Vec::new();
+        let mut batch_of: HashMap<Uuid, usize> = HashMap::new();
+        for (i, p, row) in &fresh {
+            for e in &p.prevention {
+                let action = e.action.as_str();
+                batch_of.insert(e.id, *i);
+                log_rows.push(PreventionLog {
+                    id: e.id,
+                    rule_id: known.contains(&e.rule_id).then_some(e.rule_id),
+                    device_id: row.device_id,
+                    prediction_id: Some(row.id),
+                    action_executed: if e.enforced || e.action == gatewatch_proto::fleet::RuleAction::AlertOnly {
+                        action.to_string()
+                    } else {
+                        format!("dry_run:{action}")
+                    },
+                    success: e.success,
+                    details: Some(serde_json::json!({
+                        "rule_id": e.rule_id,
+                        "target": e.target,
+                        "enforced": e.enforced,
+                        "expires_at": e.expires_at_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+                        "message": e.message.chars().take(1000).collect::<String>(),
+                    })),
+                    ts: now,
+                });
+            }
+        }
+        for chunk in log_rows.chunks(5_000) {
+            let stored: Vec<PreventionLog> = diesel::insert_into(prevention_logs::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .returning(PreventionLog::as_returning())
+                .get_results(c)?;
+            for log in stored {
+                if let Some(i) = batch_of.get(&log.id) {
+                    logs.entry(*i).or_default().push(log);
+                }
+            }
+        }
+    }
+
+    // Per device: its strongest new attack prediction, whether any new one was an attack, and
+    // the strongest measure enforced.
+    struct Seen<'a> {
+        batch: usize,
+        top: Option<&'a Prediction>,
+        measure: Option<&'static str>,
+    }
+    let mut seen: HashMap<Uuid, Seen<'_>> = HashMap::new();
+    for (i, p, row) in &fresh {
+        let s = seen.entry(row.device_id).or_insert(Seen {
+            batch: *i,
+            top: None,
+            measure: None,
+        });
+        if row.label == "attack" && s.top.is_none_or(|t| row.score > t.score) {
+            s.top = Some(row);
+            s.batch = *i;
+        }
+        for e in p.prevention.iter().filter(|e| e.enforced && e.success) {
+            use gatewatch_proto::fleet::RuleAction;
+            let m = match e.action {
+                RuleAction::Quarantine => "quarantined",
+                RuleAction::BlockIp => "ip_blocked",
+                RuleAction::RateLimit => "rate_limited",
+                RuleAction::AlertOnly => continue,
+            };
+            let rank = |m: Option<&str>| {
+                ["rate_limited", "ip_blocked", "quarantined"]
+                    .iter()
+                    .position(|x| Some(*x) == m)
+            };
+            if rank(Some(m)) > rank(s.measure) {
+                s.measure = Some(m);
+            }
+        }
+    }
+    let attacked: Vec<Uuid> = seen.iter().filter(|(_, s)| s.top.is_some()).map(|(d, _)| *d).collect();
+    let benign: Vec<Uuid> = seen.iter().filter(|(_, s)| s.top.is_none()).map(|(d, _)| *d).collect();
+    let quarantined: Vec<Uuid> = seen
+        .iter()
+        .filter(|(_, s)| s.measure == Some("quarantined"))
+        .map(|(d, _)| *d)
+        .collect();
+    let cooldown = chrono::Duration::seconds(ALERT_COOLDOWN_SECS);
+
+    let mut alerts_out: ByBatch<Alert> = HashMap::new();
+    if !attacked.is_empty() {
+        let recent: HashSet<Uuid> = alerts::table
+            .filter(alerts::device_id.eq_any(&attacked))
+            .filter(alerts::alert_type.eq("threshold_breach"))
+            .filter(alerts::ts.gt(now - cooldown))
+            .select(alerts::device_id)
+            .load::<Uuid>(c)?
+            .into_iter()
+            .collect();
+        let names: HashMap<Uuid, &str> = devices.values().map(|(id, name)| (*id, name.as_str())).collect();
+        let mut batch_of = HashMap::new();
+        let new_alerts: Vec<Alert> = attacked
+            .iter()
+            .filter(|d| !recent.contains(d))
+            .filter_map(|d| {
+                let s = seen.get(d)?;
+                let top = s.top?;
+                let id = Uuid::now_v7();
+                batch_of.insert(id, s.batch);
+                let family = top.attack_type.as_deref().unwrap_or("attack");
+                Some(Alert {
+                    id,
+                    device_id: *d,
+                    prediction_id: Some(top.id),
+                    alert_type: "threshold_breach".into(),
+                    severity: severity(top.score).into(),
+                    message: format!(
+                        "{family} detected on {}: score {:.3} (model {})",
+                        names.get(d).copied().unwrap_or("a device"),
+                        top.score,
+                        top.model_version
+                    ),
+                    is_acknowledged: false,
+                    acknowledged_by: None,
+                    acknowledged_at: None,
+                    action_taken: Some(s.measure.unwrap_or("none").into()),
+                    ts: now,
+                })
+            })
+            .collect();
+        if !new_alerts.is_empty() {
+            let stored: Vec<Alert> = diesel::insert_into(alerts::table)
+                .values(&new_alerts)
+                .returning(Alert::as_returning())
+                .get_results(c)?;
+            for a in stored {
+                if let Some(i) = batch_of.get(&a.id) {
+                    alerts_out.entry(*i).or_default().push(a);
+                }
+            }
+        }
+        diesel::update(
+            devices::table
+                .filter(devices::id.eq_any(&attacked))
+                .filter(devices::status.eq("online")),
+        )
+        .set((devices::status.eq("under_attack"), devices::updated_at.eq(now)))
+        .execute(c)?;
+    }
+    if !quarantined.is_empty() {
+        diesel::update(devices::table.filter(devices::id.eq_any(&quarantined)))
+            .set((devices::status.eq("quarantined"), devices::updated_at.eq(now)))
+            .execute(c)?;
+    }
+    if !benign.is_empty() {
+        let still_alerted = alerts::table
+            .filter(alerts::device_id.eq(devices::id))
+            .filter(alerts::alert_type.eq("threshold_breach"))
+            .filter(alerts::ts.gt(now - cooldown));
+        diesel::update(
+            devices::table
+                .filter(devices::id.eq_any(&benign))
+                .filter(devices::status.eq_any(["under_attack", "quarantined"]))
+                .filter(diesel::dsl::not(diesel::dsl::exists(still_alerted))),
+        )
+        .set((devices::status.eq("online"), devices::updated_at.eq(now)))
+        .execute(c)?;
+    }
+    Ok((alerts_out, logs))
+}
+
+/// Alert severity by attack score.
+fn severity(score: f64) -> &'static str {
+    match score {
+        s if s >= 0.95 => "critical",
+        s if s >= 0.85 => "high",
+        s if s >= 0.7 => "medium",
+        _ => "low",
+    }
 }
 
 fn prediction_row(p: &PredictionMsg, device_id: Uuid) -> Prediction {

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod gateway;
 pub mod identity;
 pub mod ingest;
+pub mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,6 +237,7 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
         tokio::spawn(roll_out(client.clone(), db.clone(), models.clone()));
     }
     tokio::spawn(commands::deliver(client.clone(), db.clone(), app.commands.clone()));
+    tokio::spawn(rules::push(client.clone(), db.clone(), app.rules_changed.clone()));
     let store_cx = StoreContext {
         client,
         db: db.clone(),
@@ -427,6 +429,12 @@ async fn store_group(cx: &StoreContext, group: Vec<Pending>) {
                 .unwrap_or("");
             crate::api::traffic::publish_prediction_to(events, row, name);
         }
+        for alert in &stored.alerts {
+            crate::api::traffic::publish_alert_to(events, alert);
+        }
+        for log in &stored.prevention {
+            events.publish("prevention", log, &[Topic::Live, Topic::Device(log.device_id)]);
+        }
         let ack = Ack {
             schema: fleet::SCHEMA,
             epoch: pending.batch.epoch,
@@ -459,6 +467,7 @@ async fn store_status(cx: &StoreContext, agent: Uuid, s: AgentStatus, p: &Publis
             events.publish("agent_status", &serde_json::json!({"agent_id": agent}), &[Topic::Live]);
             if came_online {
                 cx.commands.notify_one();
+                rules::send_to(client, db, agent).await;
             }
             if let Some(version) = behind {
                 command(client, agent, fleet::Action::UseModel { version }).await;

@@ -103,7 +103,9 @@ fn prediction(device: IpAddr, seq: u64) -> PredictionMsg {
             family_probs: BTreeMap::from([("scan".to_string(), 0.9), ("benign".to_string(), 0.1)]),
             model_version: "bench".into(),
             inference_latency_ms: 0.05,
+            peer: None,
         },
+        prevention: Vec::new(),
     }
 }
 
