@@ -30,7 +30,8 @@ environment overrides in brackets):
   source.simulator_intensity  0 (mildest) to 1: rate and volume of simulated attacks [0.2]
   source.attack_every_secs a simulated attack starts every so many seconds [60]
   flow.mode                correct | cic2017 [correct]
-  detect.devices           monitored networks, CIDR list [\"192.168.0.0/16\"]   (GATEWATCH_DEVICES, comma-separated)
+  detect.devices           monitored networks, CIDR list; [] = only the devices started from the hub
+                           [\"192.168.0.0/16\"]                                 (GATEWATCH_DEVICES, comma-separated)
   detect.model_dir         model directory [./models/default or /usr/share/gatewatch-agent/model] (GATEWATCH_MODEL_DIR)
   detect.batch             windows per tract run [64]
   detect.max_wait_ms       a ready window waits at most this long for its batch [200]
@@ -322,13 +323,6 @@ impl AgentConfig {
         self.networks()?;
         self.mode()?;
         self.prevent_config(&[])?;
-        if self.detect.devices.is_empty() {
-            return invalid(
-                "detect.devices",
-                "is empty".into(),
-                "list the networks of the devices to watch, e.g. [\"192.168.1.0/24\"]",
-            );
-        }
         match self.source.kind {
             SourceKind::Interface if self.source.interface.as_deref().is_none_or(str::is_empty) => {
                 return invalid(
@@ -511,7 +505,6 @@ mod tests {
             ("hub.mqtt_url", |c| c.hub.mqtt_url = Some("http://x".into())),
             ("hub.mqtt_url", |c| c.hub.mqtt_url = Some("mqtt://host:99999".into())),
             ("detect.devices", |c| c.detect.devices = vec!["10.0.0.0/40".into()]),
-            ("detect.devices", |c| c.detect.devices.clear()),
             ("source.interface", |c| c.source.kind = SourceKind::Interface),
             ("source.pcap", |c| c.source.kind = SourceKind::Pcap),
             ("flow.mode", |c| c.flow.mode = "fast".into()),
@@ -527,6 +520,14 @@ mod tests {
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn no_networks_means_the_devices_come_from_the_hub() {
+        let mut c = AgentConfig::default();
+        c.detect.devices.clear();
+        c.validate().expect("an agent may watch only what the hub starts");
+        assert!(c.networks().expect("valid").is_empty());
     }
 
     #[test]

@@ -276,7 +276,7 @@ mod tests {
         let replay = Action::ReplayPcap {
             command_id: Uuid::now_v7(),
             device,
-            upload_id: Uuid::new_v4(),
+            upload_id: Uuid::now_v7(),
             len: 24,
             sha256: "00".into(),
         };
