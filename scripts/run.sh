@@ -40,6 +40,19 @@ curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null || {
     exit 1
 }
 
+login() {
+    curl -s -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
+        -d "{\"username\":\"admin\",\"password\":\"$password\"}" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
+}
+# A prevention rule to watch: agents run it in dry run (they say what they would block).
+token=$(login)
+if [ "$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/prevention/rules")" = "[]" ]; then
+    curl -sf -X POST "http://127.0.0.1:$port/api/v1/prevention/rules" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' \
+        -d '{"rule_name":"demo: block attackers","action_type":"block_ip","threshold":0.9,"cooldown_seconds":30}' \
+        >/dev/null && echo "== prevention rule \"demo: block attackers\" (dry run at the agents)"
+fi
+
 for i in $(seq "$agents"); do
     name="gateway-$i"
     mkdir -p "$run_dir/$name"
@@ -75,11 +88,14 @@ cat <<EOF
    token         curl -s -X POST http://127.0.0.1:$port/api/v1/auth/login -H 'Content-Type: application/json' \\
                       -d '{"username":"admin","password":"$password"}'
    agents        GATEWATCH_DATABASE_URL=$database GATEWATCH_DATA_DIR=$run_dir/hub $bin/gatewatch-hub agents list
+   alerts        http://127.0.0.1:$port/api/v1/alerts (with the token; also ws://…/ws/alerts)
+   prevention    http://127.0.0.1:$port/api/v1/prevention/logs (what the dry-run rule would have done)
    Attacks start after 40 s and rotate through every type. Ctrl-C stops everything.
 EOF
 while sleep 30; do
-    token=$(curl -s -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
-        -d "{\"username\":\"admin\",\"password\":\"$password\"}" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    token=$(login)
     stats=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/predictions/stats")
-    echo "$(date +%T) predictions: $stats"
+    alerts=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/alerts?size=1" |
+        sed -n 's/.*"total":\([0-9]*\).*/\1/p')
+    echo "$(date +%T) predictions: $stats alerts: ${alerts:-?}"
 done

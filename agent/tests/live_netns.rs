@@ -2,43 +2,13 @@
 //! ping, HTTP (curl against a local server) and UDP traffic must come out as flows.
 //! Namespaces and processes are removed even when the test fails.
 
-use std::process::{Child, Command, Stdio};
+mod netns;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gatewatch_proto::FlowRecord;
-
-struct Lab {
-    server_ns: String,
-    client_ns: String,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in [&self.server_ns, &self.client_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(status.success(), "{args:?} failed");
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
+use netns::{is_root, sh, Pair};
 
 #[test]
 fn live_capture_sees_ping_http_and_udp_between_namespaces() {
@@ -46,76 +16,33 @@ fn live_capture_sees_ping_http_and_udp_between_namespaces() {
         eprintln!("SKIPPED live_capture_sees_ping_http_and_udp_between_namespaces: needs root for ip netns");
         return;
     }
-    let tag = std::process::id() % 100_000;
-    let net = 100 + tag % 150;
-    let (server_ip, client_ip) = (format!("10.213.{net}.1"), format!("10.213.{net}.2"));
-    let mut lab = Lab {
-        server_ns: format!("gwt{tag}s"),
-        client_ns: format!("gwt{tag}c"),
-        children: Vec::new(),
-    };
-    let (veth_s, veth_c) = (format!("gw{tag}s"), format!("gw{tag}c"));
-    sh(&["ip", "netns", "add", &lab.server_ns]);
-    sh(&["ip", "netns", "add", &lab.client_ns]);
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &veth_s,
-        "netns",
-        &lab.server_ns,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &veth_c,
-        "netns",
-        &lab.client_ns,
-    ]);
-    for (ns, dev, ip) in [
-        (&lab.server_ns, &veth_s, &server_ip),
-        (&lab.client_ns, &veth_c, &client_ip),
-    ] {
-        sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
+    let mut lab = Pair::new("lc", 213);
+    let (server_ip, client_ip) = (lab.a.ip.clone(), lab.b.ip.clone());
+    let (client_ns, veth_s) = (lab.b.ns.clone(), lab.a.dev.clone());
 
-    let agent = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.server_ns,
-            env!("CARGO_BIN_EXE_gatewatch-agent"),
-            "capture",
-            "--interface",
-            &veth_s,
-        ])
+    let agent = lab
+        .a
+        .command(env!("CARGO_BIN_EXE_gatewatch-agent"))
+        .args(["capture", "--interface", &veth_s])
         .args(["--format", "json", "--duration", "8s", "--flow-timeout", "120s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start agent");
     lab.children.push(agent);
-    let http = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.server_ns,
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            &server_ip,
-        ])
+    let http = lab
+        .a
+        .command("python3")
+        .args(["-m", "http.server", "8080", "--bind", &server_ip])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start http server");
     lab.children.push(http);
-    let udp_echo = Command::new("ip")
-        .args(["netns", "exec", &lab.server_ns, "python3", "-c"])
+    let udp_echo = lab
+        .a
+        .command("python3")
+        .arg("-c")
         .arg(format!(
             "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{server_ip}',9999))\nfor _ in range(3):\n    d,a=s.recvfrom(2048)\n    s.sendto(d.upper(),a)\n"
         ))
@@ -126,33 +53,14 @@ fn live_capture_sees_ping_http_and_udp_between_namespaces() {
     std::thread::sleep(Duration::from_millis(1500));
 
     sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &lab.client_ns,
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        &server_ip,
+        "ip", "netns", "exec", &client_ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", &server_ip,
     ]);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ok = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.client_ns,
-                "curl",
-                "-sf",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "2",
-            ])
+        let ok = lab
+            .b
+            .command("curl")
+            .args(["-sf", "-o", "/dev/null", "--max-time", "2"])
             .arg(format!("http://{server_ip}:8080/"))
             .status()
             .is_ok_and(|s| s.success());
@@ -166,7 +74,7 @@ fn live_capture_sees_ping_http_and_udp_between_namespaces() {
         "ip",
         "netns",
         "exec",
-        &lab.client_ns,
+        &client_ns,
         "python3",
         "-c",
         &format!(

@@ -3,53 +3,33 @@
 //! back when the block expires; a rate-limited device keeps a few packets per second; a
 //! quarantined one none; a protected address is never touched; the agent's table goes with it.
 
+mod netns;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gatewatch_agent::prevent::{Engine, PreventConfig};
 use gatewatch_proto::fleet::{Rule, RuleAction};
 use gatewatch_proto::{Detection, WindowSpan};
+use netns::{is_root, Pair};
 use uuid::Uuid;
 
-struct Lab {
-    gateway: String,
-    host: String,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.gateway, &self.host] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(status.success(), "{args:?} failed");
-}
-
 fn usable() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let nft = Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    root && nft
+    is_root()
+        && Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
-/// Replies to `count` pings sent from the host namespace at `interval` seconds.
-fn pings(lab: &Lab, to: &str, count: u32, interval: &str) -> u32 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.host, "ping", "-n", "-q", "-c"])
+/// Replies to `count` pings sent from the host (b) to the gateway (a) at `interval` seconds.
+fn pings(lab: &Pair, count: u32, interval: &str) -> u32 {
+    let out = lab
+        .b
+        .command("ping")
+        .args(["-n", "-q", "-c"])
         .arg(count.to_string())
-        .args(["-i", interval, "-W", "1", to])
+        .args(["-i", interval, "-W", "1", &lab.a.ip])
         .output()
         .expect("ping runs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -92,9 +72,11 @@ fn rule(action: RuleAction, duration_secs: u32, rate_pps: u32) -> Rule {
     }
 }
 
-fn has_table(lab: &Lab) -> bool {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.gateway, "nft", "list", "tables"])
+fn has_table(lab: &Pair) -> bool {
+    let out = lab
+        .a
+        .command("nft")
+        .args(["list", "tables"])
         .output()
         .expect("nft runs");
     String::from_utf8_lossy(&out.stdout).contains("gatewatch")
@@ -106,43 +88,16 @@ fn measures_are_enforced_with_nftables_and_expire() {
         eprintln!("SKIPPED measures_are_enforced_with_nftables_and_expire: needs root and nft (apt install nftables)");
         return;
     }
-    let tag = std::process::id() % 100_000;
-    let net = 100 + tag % 150;
-    let (gateway_ip, host_ip) = (format!("10.214.{net}.1"), format!("10.214.{net}.2"));
-    let lab = Lab {
-        gateway: format!("gwp{tag}g"),
-        host: format!("gwp{tag}h"),
-    };
-    let (veth_g, veth_h) = (format!("gp{tag}g"), format!("gp{tag}h"));
-    sh(&["ip", "netns", "add", &lab.gateway]);
-    sh(&["ip", "netns", "add", &lab.host]);
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &veth_g,
-        "netns",
-        &lab.gateway,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &veth_h,
-        "netns",
-        &lab.host,
-    ]);
-    for (ns, dev, ip) in [(&lab.gateway, &veth_g, &gateway_ip), (&lab.host, &veth_h, &host_ip)] {
-        sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-    assert_eq!(pings(&lab, &gateway_ip, 1, "0.2"), 1, "the hosts reach each other");
+    // a is the gateway enforcing, b the other host.
+    let lab = Pair::new("pv", 214);
+    let (gateway_ip, host_ip) = (lab.a.ip.clone(), lab.b.ip.clone());
+    assert_eq!(pings(&lab, 1, "0.2"), 1, "the hosts reach each other");
 
     let nft = vec![
         "ip".into(),
         "netns".into(),
         "exec".into(),
-        lab.gateway.clone(),
+        lab.a.ns.clone(),
         "nft".into(),
     ];
     let config = PreventConfig {
@@ -161,10 +116,10 @@ fn measures_are_enforced_with_nftables_and_expire() {
     assert!(events[0].enforced && events[0].success, "{:?}", events[0]);
     assert_eq!(events[0].target, Some(host_ip.parse().expect("ip")));
     assert_eq!(events[0].expires_at_ms, Some(now_ms + 3_000));
-    assert_eq!(pings(&lab, &gateway_ip, 2, "0.2"), 0, "blocked");
+    assert_eq!(pings(&lab, 2, "0.2"), 0, "blocked");
     let mut back = false;
     while blocked_at.elapsed() < Duration::from_secs(15) {
-        if pings(&lab, &gateway_ip, 1, "0.2") == 1 {
+        if pings(&lab, 1, "0.2") == 1 {
             back = true;
             break;
         }
@@ -179,19 +134,19 @@ fn measures_are_enforced_with_nftables_and_expire() {
     engine.set_rules(vec![rule(RuleAction::RateLimit, 30, 5)]);
     let events = engine.evaluate(&detection(&host_ip, &gateway_ip), Instant::now(), now_ms);
     assert!(events[0].enforced && events[0].success, "{:?}", events[0]);
-    let got = pings(&lab, &gateway_ip, 100, "0.02");
+    let got = pings(&lab, 100, "0.02");
     assert!(got > 0 && got < 40, "{got} of 100 pings in 2 s at 5 per second");
 
     // quarantine: nothing gets through.
     engine.set_rules(vec![rule(RuleAction::Quarantine, 30, 0)]);
     let events = engine.evaluate(&detection(&host_ip, &gateway_ip), Instant::now(), now_ms);
     assert!(events[0].enforced && events[0].success, "{:?}", events[0]);
-    assert_eq!(pings(&lab, &gateway_ip, 2, "0.2"), 0, "quarantined");
+    assert_eq!(pings(&lab, 2, "0.2"), 0, "quarantined");
 
     // A clean stop removes the table and every measure with it.
     drop(engine);
     assert!(!has_table(&lab));
-    assert_eq!(pings(&lab, &gateway_ip, 1, "0.2"), 1);
+    assert_eq!(pings(&lab, 1, "0.2"), 1);
 
     // A protected address is never acted on.
     let config = PreventConfig {
@@ -206,6 +161,6 @@ fn measures_are_enforced_with_nftables_and_expire() {
         "{:?}",
         events[0]
     );
-    assert_eq!(pings(&lab, &gateway_ip, 1, "0.2"), 1, "still reachable");
+    assert_eq!(pings(&lab, 1, "0.2"), 1, "still reachable");
     assert_eq!(engine.stats().spared, 1);
 }

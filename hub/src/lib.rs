@@ -18,6 +18,7 @@ pub mod model;
 pub mod openapi;
 pub mod pki;
 pub mod setup;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct App {
     pub commands: Arc<tokio::sync::Notify>,
     /// Wakes the push of prevention rules to agents (see `broker::rules`).
     pub rules_changed: Arc<tokio::sync::Notify>,
+    /// The hub's own prevention action.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 impl App {
@@ -65,6 +68,7 @@ impl App {
             identities: Arc::default(),
             commands: Arc::default(),
             rules_changed: Arc::default(),
+            webhooks: Arc::default(),
             gateway_stats: Arc::default(),
             bulk_stats: Arc::default(),
             user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),

@@ -346,6 +346,7 @@ pub async fn ingest(_a: Auth<Operator>, app: &State<App>, body: Body<IngestIn>) 
     for a in &new_alerts {
         publish_alert(app, a);
     }
+    app.webhooks.on_alerts(&app.db, &app.events, &new_alerts);
     tracing::debug!(
         flows_received,
         flows_stored,

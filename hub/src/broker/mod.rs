@@ -246,6 +246,7 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
         rollout,
         commands: app.commands.clone(),
         uploads: app.config.data_dir.clone(),
+        webhooks: app.webhooks.clone(),
     };
     tokio::spawn(store(store_cx, work_rx));
     tokio::spawn(expire(db, offline_after));
@@ -273,6 +274,7 @@ struct StoreContext {
     commands: Arc<tokio::sync::Notify>,
     /// The hub's data directory (uploaded captures are removed once replayed).
     uploads: std::path::PathBuf,
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// Stores messages in arrival order and acknowledges each after its commit. Prediction
@@ -435,6 +437,7 @@ async fn store_group(cx: &StoreContext, group: Vec<Pending>) {
         for log in &stored.prevention {
             events.publish("prevention", log, &[Topic::Live, Topic::Device(log.device_id)]);
         }
+        cx.webhooks.on_alerts(db, events, &stored.alerts);
         let ack = Ack {
             schema: fleet::SCHEMA,
             epoch: pending.batch.epoch,
@@ -536,7 +539,8 @@ async fn roll_out(client: AsyncClient, db: Db, models: Arc<ModelStore>) {
     }
 }
 
-async fn run<T: Send + 'static>(
+/// Runs a database call on the blocking pool.
+pub(crate) async fn run<T: Send + 'static>(
     db: &Db,
     f: impl FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 ) -> Result<T, String> {
