@@ -5,7 +5,7 @@
 //! go to the prevention log and out as a `prevention` event.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -22,25 +22,12 @@ use crate::ws::{Broadcaster, Topic};
 /// How long a receiver may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The HTTP client and when each (rule, device) last fired.
-#[derive(Debug)]
+/// The HTTP client (made at the first call: it loads the system's CA certificates, memory a
+/// hub without webhook rules need not spend) and when each (rule, device) last fired.
+#[derive(Debug, Default)]
 pub struct Webhooks {
-    http: reqwest::Client,
+    http: OnceLock<reqwest::Client>,
     fired: Mutex<HashMap<(Uuid, Uuid), Instant>>,
-}
-
-impl Default for Webhooks {
-    fn default() -> Self {
-        Webhooks {
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("gatewatch-hub/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default(),
-            fired: Mutex::new(HashMap::new()),
-        }
-    }
 }
 
 /// What a receiver gets.
@@ -110,7 +97,7 @@ impl Webhooks {
                     score,
                     alert,
                 };
-                let (success, outcome) = match self.http.post(url).json(&payload).send().await {
+                let (success, outcome) = match self.client().post(url).json(&payload).send().await {
                     Ok(r) => (
                         r.status().is_success(),
                         serde_json::json!({"status": r.status().as_u16()}),
@@ -143,6 +130,17 @@ impl Webhooks {
             }
         }
         Ok(())
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("gatewatch-hub/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// True (and the cooldown starts) if the rule may fire for the device now.
