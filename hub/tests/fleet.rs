@@ -286,23 +286,21 @@ fn attacks_raise_one_alert_per_cooldown_and_prevention_events_become_the_log() {
     assert_eq!((alerts_n, logs_n), (1, 2));
 
     // Benign windows within the cooldown leave the device as it is; after it, it is online.
-    let mut calm = batch(agent, epoch, 3, &["10.2.0.9"], 2);
-    for p in &mut calm.predictions {
-        p.detection.score = 0.1;
-        p.detection.label = "benign".into();
-    }
-    ingest::predictions(&mut c, agent, &calm).expect("store");
+    let calm = |seq: u64| {
+        let mut b = batch(agent, epoch, seq, &["10.2.0.9"], 2);
+        for p in &mut b.predictions {
+            p.detection.score = 0.1;
+            p.detection.label = "benign".into();
+        }
+        b
+    };
+    ingest::predictions(&mut c, agent, &calm(3)).expect("store");
     assert_eq!(device_status(&mut c), "quarantined");
     diesel::update(alerts::table)
         .set(alerts::ts.eq(Utc::now() - chrono::Duration::seconds(ingest::ALERT_COOLDOWN_SECS + 1)))
         .execute(&mut c)
         .expect("age the alert");
-    let mut calm = batch(agent, epoch, 4, &["10.2.0.9"], 2);
-    for p in &mut calm.predictions {
-        p.detection.score = 0.1;
-        p.detection.label = "benign".into();
-    }
-    ingest::predictions(&mut c, agent, &calm).expect("store");
+    ingest::predictions(&mut c, agent, &calm(4)).expect("store");
     assert_eq!(device_status(&mut c), "online");
 }
 
