@@ -304,6 +304,67 @@ fn attacks_raise_one_alert_per_cooldown_and_prevention_events_become_the_log() {
     assert_eq!(device_status(&mut c), "online");
 }
 
+#[test]
+fn each_agent_gets_the_global_rules_and_its_own_devices_rules() {
+    use gatewatch_hub::broker::rules;
+    use gatewatch_hub::db::models::PreventionRule;
+    use gatewatch_hub::db::schema::prevention_rules;
+    use gatewatch_proto::fleet::RuleAction;
+
+    let db = common::TestDb::new();
+    let pool = Db::open(&db.url, 2).expect("db");
+    let mut c = pool.get().expect("conn");
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    for (agent, name) in [(a, "north"), (b, "south")] {
+        ingest::status(&mut c, agent, &status(agent, name, AgentState::Online), Utc::now()).expect("status");
+    }
+    ingest::predictions(&mut c, a, &batch(a, Uuid::now_v7(), 1, &["10.3.0.5"], 1)).expect("store");
+    let device: Uuid = devices::table
+        .filter(devices::agent_id.eq(a))
+        .select(devices::id)
+        .first(&mut c)
+        .expect("device");
+    let rule = |name: &str, device_id: Option<Uuid>, action: &str, enabled: bool| PreventionRule {
+        id: Uuid::new_v4(),
+        device_id,
+        rule_name: name.into(),
+        threshold: 0.7,
+        action_type: action.into(),
+        is_enabled: enabled,
+        cooldown_seconds: 10,
+        webhook_url: (action == "webhook").then(|| "http://127.0.0.1:1/hook".into()),
+        extra_config: Some(serde_json::json!({"rate_pps": 7})),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    let rows = [
+        rule("everywhere", None, "alert_only", true),
+        rule("the camera", Some(device), "rate_limit", true),
+        rule("switched off", None, "block_ip", false),
+        rule("hub only", None, "webhook", true),
+    ];
+    diesel::insert_into(prevention_rules::table)
+        .values(&rows[..])
+        .execute(&mut c)
+        .expect("rules");
+    let sets = rules::rules_for(&mut c, &[a, b]).expect("rules");
+    let names = |agent: Uuid| -> Vec<String> {
+        let mut n: Vec<String> = sets[&agent].iter().map(|r| r.name.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(a), ["everywhere", "the camera"]);
+    assert_eq!(names(b), ["everywhere"]);
+    let camera = sets[&a]
+        .iter()
+        .find(|r| r.name == "the camera")
+        .expect("the device rule");
+    assert_eq!(
+        (camera.device, camera.action, camera.rate_pps, camera.cooldown_secs),
+        (Some("10.3.0.5".parse().expect("ip")), RuleAction::RateLimit, 7, 10)
+    );
+}
+
 #[rocket::async_test]
 async fn the_hub_consumes_mosquitto_and_an_agent_cannot_speak_for_another() {
     let client_id = format!("gw-test-hub-{}", Uuid::now_v7().simple());

@@ -280,6 +280,8 @@ pub async fn update(
 ) -> ApiResult<Json<Device>> {
     let u = body.0;
     check_agent(app, u.agent_id).await?;
+    // A device rule's address or agent may change with the device.
+    let rules_may_change = u.ip_address.is_some() || u.agent_id.is_some();
     let changes = DeviceChanges {
         name: u.name.as_deref().map(check_name).transpose()?,
         device_type: u.device_type.map(|v| v.as_str().into()),
@@ -303,6 +305,9 @@ pub async fn update(
                 .ok_or_else(|| ApiError::not_found("device"))
         })
         .await?;
+    if rules_may_change {
+        app.rules_changed.notify_one();
+    }
     Ok(Json(row.into()))
 }
 
@@ -317,6 +322,8 @@ pub async fn delete(_a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult
         return Err(ApiError::not_found("device"));
     }
     tracing::info!(device = %id, "device deleted");
+    // Its rules went with it.
+    app.rules_changed.notify_one();
     Ok(Status::NoContent)
 }
 
