@@ -150,9 +150,9 @@ PIN
     touch "$root/.gatewatch-toolchain"
 fi
 
-step "extra tools in the chroot (help2man, GNU time, systemd-analyze)"
+step "extra tools in the chroot (help2man, GNU time, systemd-analyze, procps for the units' kill)"
 extra=()
-for p in help2man time systemd adduser; do
+for p in help2man time systemd adduser procps; do
     in_root dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
 done
 if ((${#extra[@]})); then
@@ -247,6 +247,7 @@ done
 # Smoke test: install each ARM agent package in the chroot, run it under qemu on a real capture,
 # compare its flow features with the x86-64 build's, measure its peak RSS, then purge.
 capture=/build/shared/pcaps/ndpi/reddit.pcap
+scored=/build/shared/pcaps/ndpi/WebattackXSS.pcap
 reference_bin=/build/target/x86_64-unknown-linux-gnu/release/gatewatch-agent
 for arch in "${targets[@]}"; do
     [ "$arch" = amd64 ] && continue
@@ -267,11 +268,13 @@ for arch in "${targets[@]}"; do
     in_root "$reference_bin" features --pcap "$capture" --out /build/features-amd64.csv
     cmp "$root/build/features-$arch.csv" "$root/build/features-amd64.csv"
     flows=$(($(wc -l < "$root/build/features-$arch.csv") - 1))
-    step "$arch: score the capture under qemu, peak RSS"
-    in_root /usr/bin/time -f '%M' -o "/build/rss-$arch" gatewatch-agent score --pcap "$capture" --devices 0.0.0.0/0 \
-        > "$root/build/score-$arch.jsonl" 2>/dev/null
+    step "$arch: score $(basename "$scored") under qemu, peak RSS"
+    # Every address of either family is a device (reddit.pcap alone is IPv6).
+    in_root /usr/bin/time -f '%M' -o "/build/rss-$arch" gatewatch-agent score --pcap "$scored" \
+        --devices 0.0.0.0/0,::/0 > "$root/build/score-$arch.jsonl" 2>/dev/null
     windows=$(wc -l < "$root/build/score-$arch.jsonl")
-    summary+=("$arch: features of $(basename "$capture") identical to x86-64 ($flows flows); scoring $windows windows peak RSS $(($(cat "$root/build/rss-$arch") / 1024)) MiB (qemu-user included)")
+    [ "$windows" -gt 0 ] || { echo "build-deb: scoring $(basename "$scored") gave no window" >&2; exit 1; }
+    summary+=("$arch: features of $(basename "$capture") identical to x86-64 ($flows flows); scoring $windows windows of $(basename "$scored") peak RSS $(($(cat "$root/build/rss-$arch") / 1024)) MiB (qemu-user included)")
     step "$arch: purge"
     in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq gatewatch-agent >/dev/null
     if in_root getent passwd gatewatch-agent >/dev/null || [ -e "$root/var/lib/gatewatch-agent" ] \
