@@ -21,19 +21,26 @@ pub fn load<T: DeserializeOwned + Default>(path: &Path, fix: &str) -> std::io::R
     }
 }
 
-/// Writes `value` to `path` atomically (staging file, fsync, rename).
+/// Writes `value` to `path` as pretty JSON, atomically.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".new");
-    let staging = std::path::PathBuf::from(staging);
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&staging)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&staging, path)
+    write_atomic(path, &bytes, false)
+}
+
+/// Writes `bytes` beside `path`, fsyncs, renames over it; `private` files are 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

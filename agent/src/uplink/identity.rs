@@ -280,7 +280,7 @@ pub fn enroll(state_dir: &Path, params: &EnrollParams) -> Result<Identity, Ident
         ("enrollment.json", meta, false),
     ] {
         let path = dir.join(name);
-        write_atomic(&path, &bytes, private).map_err(io(&path))?;
+        crate::state_file::write_atomic(&path, &bytes, private).map_err(io(&path))?;
     }
     Identity::load(state_dir)?.ok_or_else(|| IdentityError::BadAnswer("identity not readable after writing".into()))
 }
@@ -313,21 +313,6 @@ fn check_issued(cert: &CertificateDer<'_>, ca: &CertificateDer<'static>, agent: 
         )));
     }
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// `sudo gatewatch-agent enroll` on a packaged gateway runs as root but fills a state directory
