@@ -16,6 +16,8 @@ SENSOR=$NET.11   # CoAP sensor
 BROKER=$NET.12   # mosquitto; also the "controller" that polls the devices
 DNS=$NET.200     # dnsmasq
 C2=$NET.201      # external host / command-and-control
+WEB=$NET.202     # external web site (HTTP and HTTPS) the laptop browses
+LAPTOP=$NET.20   # a user's laptop behind the gateway: web browsing and video
 ATTACKER=$NET.66
 
 usage() {
@@ -29,9 +31,11 @@ network namespaces. Must run as root. Traffic stays inside the namespaces it cre
 
 Topology: namespace "gw" holds bridge br0, the capture point; hosts on 10.99.0.0/24:
 camera .10 (HTTP, ssh, ftp), sensor .11 (CoAP), broker .12 (MQTT; also polls the
-devices), dns .200 (dnsmasq), c2 .201 (external host), attacker .66.
+devices), laptop .20 (a user browsing), dns .200 (dnsmasq), c2 .201 (external host),
+web .202 (HTTP and HTTPS site), attacker .66.
 Every scenario has benign background traffic (MQTT telemetry, CoAP GETs, HTTP polling,
-DNS lookups, an occasional admin ssh session and anonymous ftp download).
+DNS lookups, an occasional admin ssh session and anonymous ftp download, web browsing
+with parallel asset downloads, video segments and feed polling).
 
 Options:
   --out DIR     output folder (default: /var/cache/gatewatch-lab); receives
@@ -132,6 +136,42 @@ role_admin() { # occasional admin work on the camera: ssh command, anonymous ftp
     done
 }
 
+role_browse() { # laptop: web pages with their assets over parallel connections, feeds, video
+    local work=$1 pages scheme page p n i url stream
+    local names=(www.news.example cdn.news.example api.news.example video.news.example)
+    pages=$(find "$work/site" -maxdepth 1 -name 'page*.html' | wc -l)
+    while :; do
+        if ((RANDOM % 10 < 7)); then scheme=https; else scheme=http; fi
+        timeout 3 dig @"$DNS" +time=1 +tries=1 +short "${names[RANDOM % ${#names[@]}]}" >/dev/null 2>&1
+        page=$((RANDOM % pages))
+        timeout 10 curl -sk -o /dev/null -m 8 "$scheme://$WEB/page$page.html"
+        # The page's assets, several at a time on reused connections, as a browser does.
+        local args=()
+        while read -r url; do args+=(-o /dev/null "$scheme://$WEB/$url"); done <"$work/site/page$page.txt"
+        p=$((2 + RANDOM % 5))
+        timeout 20 curl -sk -m 15 --parallel --parallel-max "$p" "${args[@]}"
+        case $((RANDOM % 5)) in
+            0) # a video: segments fetched at the player's pace
+                n=$((2 + RANDOM % 4))
+                for ((i = 0; i < n; i++)); do
+                    stream=$((RANDOM % 4))
+                    timeout 15 curl -sk -o /dev/null -m 12 --limit-rate "$((300 + RANDOM % 1700))K" \
+                        "$scheme://$WEB/video/seg$stream.bin"
+                    rsleep 200 2000
+                done
+                ;;
+            1) # the page polls its feed for a while
+                n=$((2 + RANDOM % 5))
+                for ((i = 0; i < n; i++)); do
+                    timeout 5 curl -sk -o /dev/null -m 4 "$scheme://$WEB/api/feed.json?since=$RANDOM"
+                    rsleep 800 3000
+                done
+                ;;
+        esac
+        rsleep 800 6000
+    done
+}
+
 role_beacon() { # infected camera: periodic check-in with the c2 host (labelled botnet_c2)
     local port=$2 period=$3 jitter=$4 i=0
     while :; do
@@ -160,7 +200,8 @@ run_role() { # NAME WORKDIR SEED [ARGS...]; each role gets WORKDIR ARGS...
 
 PREFIX=gwlab$$
 GW=${PREFIX}-gw
-declare -A HOSTNS=([camera]=$CAM [sensor]=$SENSOR [broker]=$BROKER [dns]=$DNS [c2]=$C2 [attacker]=$ATTACKER)
+declare -A HOSTNS=([camera]=$CAM [sensor]=$SENSOR [broker]=$BROKER [dns]=$DNS [c2]=$C2 [attacker]=$ATTACKER
+    [laptop]=$LAPTOP [web]=$WEB)
 BG_PIDS=()
 CAP_PID=
 WORK=
@@ -212,7 +253,7 @@ make_topology() {
     ip -n "$GW" link add br0 type bridge
     ip netns exec "$GW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     ip -n "$GW" link set br0 up
-    for h in camera sensor broker dns c2 attacker; do
+    for h in camera sensor broker dns c2 attacker laptop web; do
         addr=${HOSTNS[$h]}
         i=$((i + 1))
         ip netns add "$(ns "$h")" || die "cannot create namespace $(ns "$h")"
@@ -233,6 +274,12 @@ make_topology() {
         ip -n "$(ns "$h")" link set eth0 address "02:00:0a:63:00:$(printf '%02x' "${addr##*.}")"
         ip -n "$(ns "$h")" link set eth0 up
     done
+    # The web site is on the internet: a shaped link (this kernel may lack netem, so no
+    # added delay; the site adds its own response time, see web.py).
+    in_ns web tc qdisc add dev eth0 root tbf rate 30mbit burst 32kb latency 200ms 2>/dev/null ||
+        log "warning: no tbf qdisc: the web site's link is not shaped"
+    ip netns exec "$GW" tc qdisc add dev "$(ip -n "$GW" -o link show | grep -o 'p[0-9]*-web' | head -n 1)" root \
+        tbf rate 8mbit burst 16kb latency 200ms 2>/dev/null || true
     # Wait until the bridge forwards (broker to camera answers a ping).
     for _ in $(seq 1 30); do
         in_ns broker ping -c1 -W1 "$CAM" >/dev/null 2>&1 && return 0
@@ -296,6 +343,49 @@ max_clients=200
 max_per_ip=50
 delay_failed_login=0
 max_login_fails=3
+EOF
+
+    # The web site the laptop browses: pages, each with its list of assets, a feed, video.
+    local k n size j
+    mkdir -p "$w/site/assets" "$w/site/video" "$w/site/api"
+    for ((k = 0; k < 48; k++)); do
+        pick size 2000 6000 15000 40000 90000 250000
+        head -c $((size + RANDOM % size)) /dev/urandom >"$w/site/assets/a$k.bin"
+    done
+    for ((k = 0; k < 16; k++)); do
+        head -c $((8000 + RANDOM * 3)) /dev/urandom >"$w/site/page$k.html"
+        n=$((4 + RANDOM % 22))
+        for ((j = 0; j < n; j++)); do printf 'assets/a%d.bin\n' $((RANDOM % 48)); done >"$w/site/page$k.txt"
+    done
+    for ((k = 0; k < 4; k++)); do head -c $((1000000 + RANDOM * 150)) /dev/urandom >"$w/site/video/seg$k.bin"; done
+    head -c 3000 /dev/urandom >"$w/site/api/feed.json"
+    chmod -R a+rX "$w/site"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=www.news.example \
+        -keyout "$w/web.key" -out "$w/web.crt" >/dev/null 2>&1
+    cat >"$w/web.py" <<'EOF'
+import functools, random, ssl, sys, threading, time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+class Site(SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    # A site across the internet answers after a server and network delay, not at once.
+    def send_head(self):
+        time.sleep(random.uniform(0.02, 0.18))
+        return super().send_head()
+
+addr, root, cert, key = sys.argv[1:5]
+handler = functools.partial(Site, directory=root)
+plain = ThreadingHTTPServer((addr, 80), handler)
+tls = ThreadingHTTPServer((addr, 443), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+tls.socket = context.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
+tls.serve_forever()
 EOF
 
     # The c2 host: answers beacons and swallows uploads on several ports.
@@ -368,13 +458,14 @@ start_services() {
         --listen-address="$DNS" --pid-file="$w/dnsmasq.pid" --local=/lab/ --local=/example/ \
         --address=/broker.lab/"$BROKER" --address=/cam.lab/"$CAM" --address=/sensor.lab/"$SENSOR" \
         --address=/time.vendor.lab/"$DNS" --address=/fw.vendor.lab/"$DNS" --address=/api.vendor.lab/"$DNS" \
-        --address=/update.cdn-sync.example/"$C2"
+        --address=/update.cdn-sync.example/"$C2" --address=/news.example/"$WEB"
     service camera /usr/bin/python3 -m http.server 80 --bind "$CAM" --directory "$w/www"
     service camera /usr/sbin/sshd -D -e -f "$w/sshd_config"
     service camera vsftpd "$w/vsftpd.conf"
     service sensor coap-server-notls -A "$SENSOR" -p 5683
     service c2 /usr/bin/python3 "$w/c2.py" "$C2" 80 443 8080
     service c2 nc -lk "$C2" 4444
+    service web /usr/bin/python3 "$w/web.py" "$WEB" "$w/site" "$w/web.crt" "$w/web.key"
     wait_port broker tcp "$BROKER" 1883
     wait_port dns udp "$DNS" 53
     wait_port camera tcp "$CAM" 80
@@ -383,6 +474,7 @@ start_services() {
     wait_port sensor udp "$SENSOR" 5683
     wait_port c2 tcp "$C2" 8080
     wait_port c2 tcp "$C2" 4444
+    wait_port web tcp "$WEB" 443
 }
 
 # ---------------------------------------------------------------------------------------
@@ -404,7 +496,7 @@ scale() { # VAR QUICK_VALUE FULL_LOW FULL_HIGH
 attack_benign() {
     FAMILY=benign ATTACKERS=""
     local s
-    scale s 4 8 14
+    scale s 4 30 60
     sleep "$s"
 }
 
@@ -601,6 +693,7 @@ start_background() { # the benign traffic of every scenario
     bg_role sensor dns_client $((seed + 5))
     bg_role broker controller $((seed + 6))
     bg_role broker admin $((seed + 7))
+    bg_role laptop browse $((seed + 8))
 }
 SCEN_PIDS=()
 bg_role() { # host role seed
@@ -701,7 +794,7 @@ ensure_packages() {
         vsftpd:vsftpd slowhttptest:slowhttptest mosquitto:mosquitto mosquitto_pub:mosquitto-clients
         coap-client-notls:libcoap3-bin dnsmasq:dnsmasq-base nc:netcat-openbsd dig:dnsutils
         curl:curl /usr/bin/python3:python3 tcpdump:tcpdump ip:iproute2 ss:iproute2 awk:gawk
-        pgrep:procps ethtool:ethtool
+        pgrep:procps ethtool:ethtool openssl:openssl
     )
     local p missing=() pkg
     for p in "${pairs[@]}"; do
@@ -777,7 +870,7 @@ MAX_RUN=$((600 + SEEDS * ${#SCENARIOS[@]} * 60))
 
 ensure_packages
 for t in ip tcpdump /usr/bin/python3 mosquitto mosquitto_pub mosquitto_sub dnsmasq coap-server-notls \
-    coap-client-notls curl dig ssh-keygen pgrep; do
+    coap-client-notls curl dig ssh-keygen pgrep openssl; do
     command -v "$t" >/dev/null 2>&1 || die "required tool missing: $t"
 done
 
