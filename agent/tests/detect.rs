@@ -163,7 +163,12 @@ fn the_score_command_prints_detections_and_a_summary() {
         .map(|l| serde_json::from_str(l).expect("each line is a detection"))
         .collect();
     assert!(!detections.is_empty());
-    assert!(detections.iter().all(|d| d.model_version == "2026.11.29-1"));
+    let version = Model::load(&model_dir())
+        .expect("model")
+        .metadata()
+        .model_version
+        .clone();
+    assert!(detections.iter().all(|d| d.model_version == version));
     let attacks = detections.iter().filter(|d| d.is_attack()).count();
     assert!(
         stderr.contains(&format!("scored {} windows", detections.len()))

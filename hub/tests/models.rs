@@ -18,6 +18,12 @@ fn file(name: &str) -> Vec<u8> {
     std::fs::read(bundled().join(name)).expect("model file")
 }
 
+/// The version the bundled model's metadata names (it changes with every retraining).
+fn bundled_version() -> String {
+    let meta: Value = serde_json::from_slice(&file("metadata.json")).expect("metadata.json");
+    meta["model_version"].as_str().expect("model_version").to_string()
+}
+
 /// A window of 10 identical flows: a short TCP exchange of a few small packets.
 fn window() -> Value {
     let mut flow = vec![0.0f64; 78];
@@ -80,7 +86,7 @@ async fn predict_scores_stores_explains_and_validates() {
     assert!((0.0..=1.0).contains(&score));
     assert_eq!(v["label"], if score >= 0.5 { "attack" } else { "benign" });
     assert!((v["confidence"].as_f64().expect("confidence") - (score - 0.5).abs() * 2.0).abs() < 1e-5);
-    assert_eq!(v["model_version"], "2026.11.29-1");
+    assert_eq!(v["model_version"], bundled_version().as_str());
     let probs = v["family_probs"].as_object().expect("family_probs");
     assert_eq!(probs.len(), 9);
     assert!((probs.values().filter_map(Value::as_f64).sum::<f64>() - 1.0).abs() < 1e-3);
@@ -320,7 +326,7 @@ async fn uploads_are_checked_activated_and_survive_a_restart() {
         .await;
     assert_eq!(s, Status::Ok);
     let active = hub.app().models.active().expect("a model");
-    assert_eq!(active.metadata().model_version, "2026.11.29-1");
+    assert_eq!(active.metadata().model_version, bundled_version());
 
     // A restart restores what the setting names from the data directory.
     let (s, _) = hub
