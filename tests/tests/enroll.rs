@@ -257,14 +257,22 @@ fn enrolled_agents_report_over_mutual_tls_and_nobody_else_gets_in() {
         count(&mut conn, &a_rows) > before
     });
 
-    // Both sides count what happened, in the Prometheus text format.
+    // Both sides count what happened, in the Prometheus text format. The hub acknowledges a
+    // batch after its transaction commits, so the agent may count it a moment after the rows
+    // are visible.
+    wait_for(
+        "agent A's acknowledged batches in its metrics",
+        Duration::from_secs(30),
+        || {
+            sample(
+                &http_get(metrics_port(&a_cfg), "/metrics"),
+                "gatewatch_agent_batches_acked_total",
+            ) > 0.0
+        },
+    );
     let agent_metrics = http_get(metrics_port(&a_cfg), "/metrics");
     assert!(
         sample(&agent_metrics, "gatewatch_agent_windows_scored_total") > 0.0,
-        "{agent_metrics}"
-    );
-    assert!(
-        sample(&agent_metrics, "gatewatch_agent_batches_acked_total") > 0.0,
         "{agent_metrics}"
     );
     let hub_metrics = http_get(hub.port, "/metrics");
