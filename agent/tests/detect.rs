@@ -12,6 +12,7 @@ use gatewatch_agent::detect::{DetectConfig, Detector};
 use gatewatch_agent::flow::FlowConfig;
 use gatewatch_agent::pipeline::Extractor;
 use gatewatch_models::score::Model;
+use gatewatch_models::store::{self, Metadata};
 use gatewatch_proto::{Detection, FlowRecord};
 
 const TARGET: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 20);
@@ -163,11 +164,9 @@ fn the_score_command_prints_detections_and_a_summary() {
         .map(|l| serde_json::from_str(l).expect("each line is a detection"))
         .collect();
     assert!(!detections.is_empty());
-    let version = Model::load(&model_dir())
-        .expect("model")
-        .metadata()
-        .model_version
-        .clone();
+    let version = Metadata::load(&model_dir().join(store::METADATA_FILE))
+        .expect("metadata")
+        .model_version;
     assert!(detections.iter().all(|d| d.model_version == version));
     let attacks = detections.iter().filter(|d| d.is_attack()).count();
     assert!(

@@ -273,13 +273,14 @@ make_topology() {
         ip -n "$(ns "$h")" addr add "$addr/24" dev eth0
         ip -n "$(ns "$h")" link set eth0 address "02:00:0a:63:00:$(printf '%02x' "${addr##*.}")"
         ip -n "$(ns "$h")" link set eth0 up
+        if [[ $h == web ]]; then
+            # The web site is on the internet: a shaped link, 30 Mbit/s down and 8 up (this
+            # kernel may lack netem, so no added delay; the site adds its response time).
+            in_ns web tc qdisc add dev eth0 root tbf rate 30mbit burst 32kb latency 200ms 2>/dev/null ||
+                log "warning: no tbf qdisc: the web site's link is not shaped"
+            ip netns exec "$GW" tc qdisc add dev "p$i-$h" root tbf rate 8mbit burst 16kb latency 200ms 2>/dev/null
+        fi
     done
-    # The web site is on the internet: a shaped link (this kernel may lack netem, so no
-    # added delay; the site adds its own response time, see web.py).
-    in_ns web tc qdisc add dev eth0 root tbf rate 30mbit burst 32kb latency 200ms 2>/dev/null ||
-        log "warning: no tbf qdisc: the web site's link is not shaped"
-    ip netns exec "$GW" tc qdisc add dev "$(ip -n "$GW" -o link show | grep -o 'p[0-9]*-web' | head -n 1)" root \
-        tbf rate 8mbit burst 16kb latency 200ms 2>/dev/null || true
     # Wait until the bridge forwards (broker to camera answers a ping).
     for _ in $(seq 1 30); do
         in_ns broker ping -c1 -W1 "$CAM" >/dev/null 2>&1 && return 0
