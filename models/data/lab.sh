@@ -139,42 +139,8 @@ role_admin() { # occasional admin work on the camera: ssh command, anonymous ftp
     done
 }
 
-role_browse() { # laptop: web pages with their assets over parallel connections, feeds, video
-    local work=$1 pages scheme page p n i url stream site record
-    local names=(www.news.example cdn.news.example api.news.example video.news.example)
-    pages=$(find "$work/site" -maxdepth 1 -name 'page*.html' | wc -l)
-    while :; do
-        if ((RANDOM % 10 < 7)); then scheme=https; else scheme=http; fi
-        # Half of the visits go over IPv6, as a dual-stack browser's would.
-        if ((RANDOM % 2)); then site="[$WEB6]" record=AAAA; else site=$WEB record=A; fi
-        timeout 3 dig @"$DNS" +time=1 +tries=1 +short "${names[RANDOM % ${#names[@]}]}" "$record" >/dev/null 2>&1
-        page=$((RANDOM % pages))
-        timeout 10 curl -gsk -o /dev/null -m 8 "$scheme://$site/page$page.html"
-        # The page's assets, several at a time on reused connections, as a browser does.
-        local args=()
-        while read -r url; do args+=(-o /dev/null "$scheme://$site/$url"); done <"$work/site/page$page.txt"
-        p=$((2 + RANDOM % 5))
-        timeout 20 curl -gsk -m 15 --parallel --parallel-max "$p" "${args[@]}"
-        case $((RANDOM % 5)) in
-            0) # a video: segments fetched at the player's pace
-                n=$((2 + RANDOM % 4))
-                for ((i = 0; i < n; i++)); do
-                    stream=$((RANDOM % 4))
-                    timeout 15 curl -gsk -o /dev/null -m 12 --limit-rate "$((300 + RANDOM % 1700))K" \
-                        "$scheme://$site/video/seg$stream.bin"
-                    rsleep 200 2000
-                done
-                ;;
-            1) # the page polls its feed for a while
-                n=$((2 + RANDOM % 5))
-                for ((i = 0; i < n; i++)); do
-                    timeout 5 curl -gsk -o /dev/null -m 4 "$scheme://$site/api/feed.json?since=$RANDOM"
-                    rsleep 800 3000
-                done
-                ;;
-        esac
-        rsleep 800 6000
-    done
+role_browse() { # laptop: a browser visiting the web site (models/data/browser.py)
+    exec /usr/bin/python3 "$(dirname "$SELF")/browser.py" "$WEB" "$WEB6" "$DNS" "$1/site" "$RANDOM"
 }
 
 role_beacon() { # infected camera: periodic check-in with the c2 host (labelled botnet_c2)
@@ -308,11 +274,16 @@ make_topology() {
 }
 
 # Relays frames between the LAN and the internet side with a seeded one-way delay of
-# 8-35 ms (round trips of 16-70 ms, the range reddit.pcap shows) and up to 3 ms of jitter.
+# 8-35 ms (round trips of 16-70 ms, the range reddit.pcap shows) and up to 3 ms of jitter;
+# the web site's initial receive window changes with it.
 WAN_PID=
 start_wan() { # seed
-    local one_way
+    local one_way rwnd
     one_way=$((8 + $1 % 28))
+    # Servers on the internet open with different receive windows (in segments).
+    rwnd=$((10 + $1 % 35))
+    in_ns web ip route change "$NET.0/24" dev eth0 initrwnd "$rwnd"
+    in_ns web ip -6 route change fd00:99::/64 dev eth0 metric 256 initrwnd "$rwnd"
     ip netns exec "$GW" /usr/bin/python3 "$(dirname "$SELF")/wan.py" wanl wanw "$one_way" 3 "$1" \
         >>"$WORK/wan.log" 2>&1 &
     WAN_PID=$!
@@ -411,9 +382,9 @@ class Site(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    # A site across the internet answers after a server and network delay, not at once.
+    # A real site's server takes a moment to answer (the network delay is wan.py's).
     def send_head(self):
-        time.sleep(random.uniform(0.02, 0.18))
+        time.sleep(random.uniform(0.005, 0.06))
         return super().send_head()
 
 class DualStack(ThreadingHTTPServer):
@@ -591,7 +562,8 @@ attack_dos_syn_flood() {
 attack_dos_udp_flood() {
     FAMILY=dos_ddos ATTACKERS=$ATTACKER
     local target size count gap
-    pick target "$SENSOR:5683" "$DNS:53" "$CAM:554"
+    # Not CoAP's port: a flood of CoAP requests is the iot_flood scenario.
+    pick target "$CAM:554" "$CAM:1900" "$BROKER:53" "$SENSOR:161"
     pick size 32 64 256 512
     scale count 3000 2000 6000
     pick gap 100 200 300 500

@@ -1,0 +1,133 @@
+"""The lab laptop's web browser: visits pages of the lab's web site the way a browser does.
+
+For each visit: a DNS lookup, sometimes a few speculative connections that only shake hands
+and close (browsers preconnect), the page, then its assets over 2-6 parallel keep-alive
+connections; the connections then stay open, idle, for 0.5-15 s before they close, while the
+next visit starts. Sometimes a video (segments read at the player's pace) or a feed polled on
+one connection. Half of the visits go over IPv6. Runs until killed.
+
+Usage: python3 browser.py WEB4 WEB6 DNS SITE_DIR SEED
+"""
+
+import glob
+import http.client
+import os
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+NAMES = ["www.news.example", "cdn.news.example", "api.news.example", "video.news.example"]
+
+
+class Browser:
+    def __init__(self, web4, web6, dns, site, seed):
+        self.web4, self.web6, self.dns = web4, web6, dns
+        self.rng = random.Random(seed)
+        self.tls = ssl.create_default_context()
+        self.tls.check_hostname = False
+        self.tls.verify_mode = ssl.CERT_NONE
+        self.pages = []
+        for listing in sorted(glob.glob(os.path.join(site, "page*.txt"))):
+            page = os.path.basename(listing)[: -len(".txt")] + ".html"
+            with open(listing) as f:
+                self.pages.append((page, [line.strip() for line in f if line.strip()]))
+
+    def connect(self, host, https):
+        if https:
+            return http.client.HTTPSConnection(host, 443, timeout=10, context=self.tls)
+        return http.client.HTTPConnection(host, 80, timeout=10)
+
+    def get(self, conn, path, rate=None):
+        conn.request("GET", "/" + path, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
+        response = conn.getresponse()
+        if rate is None:
+            response.read()
+            return
+        while chunk := response.read(16384):  # a player reads at its own pace
+            time.sleep(len(chunk) / rate)
+
+    def linger(self, conn, low, high):
+        """Keeps a connection open and idle, as a browser does, then closes it."""
+        idle = self.rng.uniform(low, high)
+
+        def close():
+            time.sleep(idle)
+            conn.close()
+
+        threading.Thread(target=close, daemon=True).start()
+
+    def preconnect(self, host, https, count):
+        for _ in range(count):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(5)
+            try:
+                sock.connect((host, 443 if https else 80))
+                if https:
+                    sock = self.tls.wrap_socket(sock)
+            except OSError:
+                sock.close()
+                continue
+            self.linger(sock, 0.05, 3.0)
+
+    def visit(self):
+        rng = self.rng
+        https = rng.random() < 0.7
+        v6 = rng.random() < 0.5
+        host = self.web6 if v6 else self.web4
+        subprocess.run(
+            ["dig", "@" + self.dns, "+time=1", "+tries=1", "+short", rng.choice(NAMES), "AAAA" if v6 else "A"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3, check=False,
+        )
+        if rng.random() < 0.3:
+            self.preconnect(host, https, rng.randint(2, 8))
+        page, assets = rng.choice(self.pages)
+        first = self.connect(host, https)
+        self.get(first, page)
+        # The assets, split over parallel keep-alive connections (the page's one among them).
+        lanes = rng.randint(2, 6)
+        conns = [first] + [self.connect(host, https) for _ in range(lanes - 1)]
+        shares = [assets[i::lanes] for i in range(lanes)]
+        workers = [
+            threading.Thread(target=lambda c=c, s=s: [self.get(c, a) for a in s], daemon=True)
+            for c, s in zip(conns, shares)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(20)
+        extra = rng.randrange(5)
+        if extra == 0:  # a video: segments at the player's pace, on the page's connection
+            for _ in range(rng.randint(2, 5)):
+                self.get(first, f"video/seg{rng.randrange(4)}.bin", rate=rng.uniform(300e3, 2e6))
+                time.sleep(rng.uniform(0.2, 2.0))
+        elif extra == 1:  # the page polls its feed for a while
+            for _ in range(rng.randint(2, 6)):
+                self.get(first, f"api/feed.json?since={rng.randrange(1 << 16)}")
+                time.sleep(rng.uniform(0.8, 3.0))
+        for c in conns:
+            self.linger(c, 0.5, 15.0)
+
+
+def main():
+    if len(sys.argv) != 6:
+        sys.exit(__doc__)
+    web4, web6, dns, site, seed = sys.argv[1:]
+    browser = Browser(web4, web6, dns, site, int(seed))
+    while True:
+        try:
+            browser.visit()
+        except (OSError, http.client.HTTPException, subprocess.TimeoutExpired):
+            time.sleep(1)  # the site or the network hiccuped; a user retries later
+        time.sleep(browser.rng.uniform(0.8, 6.0))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
