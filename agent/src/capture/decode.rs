@@ -203,7 +203,22 @@ impl Decoder {
         let proto = ip_payload.ip_number.0;
         // Where the IP payload starts in the frame, to measure link padding after it.
         let ip_payload_offset = (ip_payload.payload.as_ptr() as usize).saturating_sub(data.as_ptr() as usize);
-        let ip_payload_len_declared = ip_payload.payload.len() as u32;
+        // A capture cut by its snap length (tcpdump -s 256) still says in the IP header how
+        // long the packet was; only when the payload is whole does the slice tell the length.
+        let ip_payload_len_declared = if ip_payload.incomplete {
+            match net {
+                LaxNetSlice::Ipv4(v4) => {
+                    u32::from(v4.header().total_len()).saturating_sub(u32::from(v4.header().ihl()) * 4)
+                }
+                LaxNetSlice::Ipv6(v6) => {
+                    u32::from(v6.header().payload_length()).saturating_sub(v6.extensions().slice().len() as u32)
+                }
+                LaxNetSlice::Arp(_) => return Err(SkipReason::NotIp),
+            }
+            .max(ip_payload.payload.len() as u32)
+        } else {
+            ip_payload.payload.len() as u32
+        };
         let wire_after_ip = (frame.wire_len as usize).saturating_sub(ip_payload_offset) as u32;
 
         let mut meta = PacketMeta {
@@ -296,4 +311,58 @@ fn fill_tcp(meta: &mut PacketMeta, tcp: &TcpHeaderSlice<'_>) {
     );
     meta.tcp_flags = tcp.slice().get(13).copied().unwrap_or(0);
     meta.tcp_window = Some(tcp.window_size());
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn tcp_frame(v6: bool, payload: usize) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = if v6 {
+            eth.ipv6([0xfd; 16], [0xfe; 16], 64)
+        } else {
+            eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        };
+        let builder = ip.tcp(40_000, 443, 1, 64_000).ack(1);
+        let mut out = Vec::new();
+        builder
+            .write(&mut out, &vec![0xab; payload])
+            .expect("a frame written to memory");
+        out
+    }
+
+    fn frame(data: &[u8], wire_len: usize) -> Frame<'_> {
+        Frame {
+            ts_ns: 0,
+            link: LinkType::Ethernet,
+            data,
+            wire_len: wire_len as u32,
+        }
+    }
+
+    #[test]
+    fn snap_length_does_not_shorten_payloads() {
+        for v6 in [false, true] {
+            let whole = tcp_frame(v6, 1200);
+            let mut decoder = Decoder::new();
+            let full = decoder
+                .decode(&frame(&whole, whole.len()))
+                .expect("whole frame decodes");
+            let cut = decoder
+                .decode(&frame(&whole[..256], whole.len()))
+                .expect("frame cut at 256 bytes decodes");
+            assert_eq!(full.payload_len, 1200, "v6={v6}");
+            assert_eq!(
+                cut.payload_len, 1200,
+                "v6={v6}: the IP header's length, not the captured bytes"
+            );
+            assert_eq!(
+                (cut.ip_header_len, cut.l4_header_len),
+                (full.ip_header_len, full.l4_header_len)
+            );
+        }
+    }
 }
