@@ -44,7 +44,7 @@ Options:
   --out DIR     output folder (default: /var/cache/gatewatch-lab); receives
                 lab-s<SEED>-<SCENARIO>.pcap, labels.csv and, with --agent, one .csv of
                 flow features per capture
-  --seeds N     build seeds 1..N; each seed varies timing and intensity (default 3)
+  --seeds N     build seeds 1..N; each seed varies timing and intensity (default 4)
   --quick       one seed, short scenarios (about 2-3 minutes in all)
   --agent PATH  a gatewatch-agent binary: also extract labelled flow features per capture
   --only LIST   comma-separated scenario names to build (default: all)
@@ -861,7 +861,7 @@ if [[ ${1:-} == __role ]]; then
 fi
 
 OUT=/var/cache/gatewatch-lab
-SEEDS=3
+SEEDS=4
 QUICK=0
 AGENT=
 ONLY=
