@@ -1,7 +1,7 @@
 """The lab laptop's web browser: visits pages of the lab's web site the way a browser does.
 
-For each visit: a DNS lookup, sometimes a few speculative connections that only shake hands
-and close (browsers preconnect), the page, then its assets over 2-6 parallel keep-alive
+For each visit: a DNS lookup, every other time 2-12 speculative connections that only shake
+hands and close (browsers preconnect), the page, then its assets over 2-6 parallel keep-alive
 connections; the connections then stay open, idle, for 0.5-15 s before they close, while the
 next visit starts. Sometimes a video (segments read at the player's pace) or a feed polled on
 one connection. Half of the visits go over IPv6. Runs until killed.
@@ -83,8 +83,8 @@ class Browser:
             ["dig", "@" + self.dns, "+time=1", "+tries=1", "+short", rng.choice(NAMES), "AAAA" if v6 else "A"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3, check=False,
         )
-        if rng.random() < 0.3:
-            self.preconnect(host, https, rng.randint(2, 8))
+        if rng.random() < 0.5:
+            self.preconnect(host, https, rng.randint(2, 12))
         page, assets = rng.choice(self.pages)
         first = self.connect(host, https)
         self.get(first, page)
