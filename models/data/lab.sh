@@ -35,7 +35,8 @@ network namespaces. Must run as root. Traffic stays inside the namespaces it cre
 Topology: namespace "gw" holds bridge br0, the capture point; hosts on 10.99.0.0/24:
 camera .10 (HTTP, ssh, ftp), sensor .11 (CoAP), broker .12 (MQTT; also polls the
 devices), laptop .20 (a user browsing), dns .200 (dnsmasq), c2 .201 (external host),
-web .202 (HTTP and HTTPS site), attacker .66.
+web .202 (HTTP and HTTPS site, also on IPv6), attacker .66. dns, c2 and web are the
+internet side: bridge wan0, reached through a relay with 16-70 ms round trips (wan.py).
 Every scenario has benign background traffic (MQTT telemetry, CoAP GETs, HTTP polling,
 DNS lookups, an occasional admin ssh session and anonymous ftp download, web browsing
 with parallel asset downloads, video segments and feed polling).
