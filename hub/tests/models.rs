@@ -20,8 +20,9 @@ fn file(name: &str) -> Vec<u8> {
 
 /// The version the bundled model's metadata names (it changes with every retraining).
 fn bundled_version() -> String {
-    let meta: Value = serde_json::from_slice(&file("metadata.json")).expect("metadata.json");
-    meta["model_version"].as_str().expect("model_version").to_string()
+    gatewatch_models::store::Metadata::load(&bundled().join(gatewatch_models::store::METADATA_FILE))
+        .expect("metadata.json")
+        .model_version
 }
 
 /// A window of 10 identical flows: a short TCP exchange of a few small packets.

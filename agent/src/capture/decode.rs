@@ -161,7 +161,9 @@ impl Decoder {
             }
         };
         let ip_payload = net.ip_payload_ref().ok_or(SkipReason::NotIp)?;
-        let (src, dst, ip_header_len, fragment) = match net {
+        // The IP payload's length as the header declares it: a capture cut by its snap length
+        // (tcpdump -s 256) holds fewer bytes than the packet had.
+        let (src, dst, ip_header_len, declared_len, fragment) = match net {
             LaxNetSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let frag = if v4.is_payload_fragmented() {
@@ -181,6 +183,7 @@ impl Decoder {
                     IpAddr::V4(h.source_addr()),
                     IpAddr::V4(h.destination_addr()),
                     u16::from(h.ihl()) * 4,
+                    u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4),
                     frag,
                 )
             }
@@ -195,6 +198,7 @@ impl Decoder {
                     IpAddr::V6(Ipv6Addr::from(h.source())),
                     IpAddr::V6(Ipv6Addr::from(h.destination())),
                     40 + ext_len,
+                    u32::from(h.payload_length()).saturating_sub(u32::from(ext_len)),
                     None,
                 )
             }
@@ -203,21 +207,12 @@ impl Decoder {
         let proto = ip_payload.ip_number.0;
         // Where the IP payload starts in the frame, to measure link padding after it.
         let ip_payload_offset = (ip_payload.payload.as_ptr() as usize).saturating_sub(data.as_ptr() as usize);
-        // A capture cut by its snap length (tcpdump -s 256) still says in the IP header how
-        // long the packet was; only when the payload is whole does the slice tell the length.
+        // A whole payload's slice is exact (a header's length can be 0 under segmentation offload).
+        let captured_len = ip_payload.payload.len() as u32;
         let ip_payload_len_declared = if ip_payload.incomplete {
-            match net {
-                LaxNetSlice::Ipv4(v4) => {
-                    u32::from(v4.header().total_len()).saturating_sub(u32::from(v4.header().ihl()) * 4)
-                }
-                LaxNetSlice::Ipv6(v6) => {
-                    u32::from(v6.header().payload_length()).saturating_sub(v6.extensions().slice().len() as u32)
-                }
-                LaxNetSlice::Arp(_) => return Err(SkipReason::NotIp),
-            }
-            .max(ip_payload.payload.len() as u32)
+            declared_len.max(captured_len)
         } else {
-            ip_payload.payload.len() as u32
+            captured_len
         };
         let wire_after_ip = (frame.wire_len as usize).saturating_sub(ip_payload_offset) as u32;
 
