@@ -1,10 +1,13 @@
 """The lab laptop's web browser: visits pages of the lab's web site the way a browser does.
 
 For each visit: a DNS lookup, every other time 2-12 speculative connections that only shake
-hands and close (browsers preconnect), the page, then its assets over 2-6 parallel keep-alive
-connections; the connections then stay open, idle, for 0.5-15 s before they close, while the
-next visit starts. Sometimes a video (segments read at the player's pace) or a feed polled on
-one connection. Half of the visits go over IPv6. Runs until killed.
+hands (browsers preconnect; half of them are dropped at once as duplicates, the others idle
+first), the page, then its assets: over 2-6 parallel keep-alive connections, or, as HTTP/2
+does, all over the page's one connection; the connections then stay open, idle, for 0.5-15 s
+before they close, while the next visit starts. Sometimes a video (segments read at the
+player's pace) or a feed polled on one connection; often analytics beacons, rarely an upload.
+Requests carry a browser's headers, cookies of none to a few kilobytes among them. Half of the
+visits go over IPv6. Runs until killed.
 
 Usage: python3 browser.py WEB4 WEB6 DNS SITE_DIR SEED
 """
@@ -21,6 +24,12 @@ import threading
 import time
 
 NAMES = ["www.news.example", "cdn.news.example", "api.news.example", "video.news.example"]
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+ACCEPT = {
+    "page": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "asset": "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+    "api": "application/json, text/plain, */*",
+}
 
 
 class Browser:
@@ -35,20 +44,55 @@ class Browser:
             page = os.path.basename(listing)[: -len(".txt")] + ".html"
             with open(listing) as f:
                 self.pages.append((page, [line.strip() for line in f if line.strip()]))
+        self.page = self.pages[0][0]
+        self.new_cookies()
 
     def connect(self, host, https):
         if https:
             return http.client.HTTPSConnection(host, 443, timeout=10, context=self.tls)
         return http.client.HTTPConnection(host, 80, timeout=10)
 
-    def get(self, conn, path, rate=None):
-        conn.request("GET", "/" + path, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
+    def headers(self, kind):
+        """A browser's request headers: their size, cookies above all, varies from site to site."""
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": ACCEPT[kind],
+            "Accept-Language": "en-US,en;q=0.9",
+            "Accept-Encoding": "gzip, deflate, br",
+        }
+        if kind != "page":
+            headers["Referer"] = "https://www.news.example/" + self.page
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        return headers
+
+    def new_cookies(self):
+        """Cookies of a visitor who may have logged in: none to a few kilobytes."""
+        size = self.rng.choice([0, 0, 200, 700, 1500, 3000])
+        pairs = []
+        while sum(len(p) + 2 for p in pairs) < size:
+            value = "".join(self.rng.choice("abcdef0123456789") for _ in range(self.rng.randint(8, 200)))
+            pairs.append(f"c{len(pairs)}={value}")
+        self.cookie = "; ".join(pairs)
+
+    def get(self, conn, path, rate=None, kind="asset"):
+        if kind == "asset" and self.rng.random() < 0.5:
+            path += f"?v={self.rng.getrandbits(self.rng.choice([16, 32, 64])):x}"  # cache busting
+        conn.request("GET", "/" + path, headers=self.headers(kind))
         response = conn.getresponse()
         if rate is None:
             response.read()
             return
         while chunk := response.read(16384):  # a player reads at its own pace
             time.sleep(len(chunk) / rate)
+
+    def post(self, conn, path, size):
+        """An analytics beacon or an upload: a JSON-ish body of `size` bytes."""
+        body = ('{"events":"' + "x" * max(0, size - 14) + '"}').encode()
+        headers = self.headers("api")
+        headers["Content-Type"] = "application/json"
+        conn.request("POST", "/" + path, body=body, headers=headers)
+        conn.getresponse().read()
 
     def linger(self, conn, low, high):
         """Keeps a connection open and idle, as a browser does, then closes it."""
@@ -72,7 +116,12 @@ class Browser:
             except OSError:
                 sock.close()
                 continue
-            self.linger(sock, 0.05, 3.0)
+            if self.rng.random() < 0.5:
+                # A duplicate of a connection the browser already has: closed as soon as it is
+                # up, before the server's session tickets arrive, which the closed socket resets.
+                sock.close()
+            else:
+                self.linger(sock, 0.05, 3.0)
 
     def visit(self):
         rng = self.rng
@@ -85,11 +134,15 @@ class Browser:
         )
         if rng.random() < 0.5:
             self.preconnect(host, https, rng.randint(2, 12))
+        if rng.random() < 0.1:
+            self.new_cookies()
         page, assets = rng.choice(self.pages)
+        self.page = page
         first = self.connect(host, https)
-        self.get(first, page)
-        # The assets, split over parallel keep-alive connections (the page's one among them).
-        lanes = rng.randint(2, 6)
+        self.get(first, page, kind="page")
+        # The assets, split over parallel keep-alive connections (the page's one among them),
+        # or all on the page's connection, as HTTP/2 multiplexes one origin's requests.
+        lanes = 1 if https and rng.random() < 0.4 else rng.randint(2, 6)
         conns = [first] + [self.connect(host, https) for _ in range(lanes - 1)]
         shares = [assets[i::lanes] for i in range(lanes)]
         workers = [
@@ -99,7 +152,7 @@ class Browser:
         for w in workers:
             w.start()
         for w in workers:
-            w.join(20)
+            w.join(60)
         extra = rng.randrange(5)
         if extra == 0:  # a video: segments at the player's pace, on the page's connection
             for _ in range(rng.randint(2, 5)):
@@ -107,8 +160,13 @@ class Browser:
                 time.sleep(rng.uniform(0.2, 2.0))
         elif extra == 1:  # the page polls its feed for a while
             for _ in range(rng.randint(2, 6)):
-                self.get(first, f"api/feed.json?since={rng.randrange(1 << 16)}")
+                self.get(first, f"api/feed.json?since={rng.randrange(1 << 16)}", kind="api")
                 time.sleep(rng.uniform(0.8, 3.0))
+        # The page reports to its analytics, and now and then the user uploads a photo.
+        for _ in range(rng.choice([0, 0, 1, 2, 4])):
+            self.post(first, "api/collect", rng.randint(200, 4000))
+        if rng.random() < 0.05:
+            self.post(first, "api/upload", rng.randint(20_000, 300_000))
         for c in conns:
             self.linger(c, 0.5, 15.0)
 

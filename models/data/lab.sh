@@ -365,7 +365,8 @@ EOF
     done
     for ((k = 0; k < 16; k++)); do
         head -c $((8000 + RANDOM * 3)) /dev/urandom >"$w/site/page$k.html"
-        n=$((4 + RANDOM % 22))
+        # Light pages of 4-25 assets and heavy ones of 20-119, as a news site's front page.
+        if ((k % 2)); then n=$((20 + RANDOM % 100)); else n=$((4 + RANDOM % 22)); fi
         for ((j = 0; j < n; j++)); do printf 'assets/a%d.bin\n' $((RANDOM % 48)); done >"$w/site/page$k.txt"
     done
     for ((k = 0; k < 4; k++)); do head -c $((1000000 + RANDOM * 150)) /dev/urandom >"$w/site/video/seg$k.bin"; done
@@ -387,6 +388,16 @@ class Site(SimpleHTTPRequestHandler):
     def send_head(self):
         time.sleep(random.uniform(0.005, 0.06))
         return super().send_head()
+
+    def do_POST(self):  # analytics beacons and uploads: read, acknowledge
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(random.uniform(0.005, 0.06))
+        body = b'{"ok":true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 class DualStack(ThreadingHTTPServer):
     address_family = socket.AF_INET6
