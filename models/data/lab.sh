@@ -385,13 +385,16 @@ class Site(SimpleHTTPRequestHandler):
         pass
 
     # A real site's server takes a moment to answer (the network delay is wan.py's).
-    def send_head(self):
+    def think(self):
         time.sleep(random.uniform(0.005, 0.06))
+
+    def send_head(self):
+        self.think()
         return super().send_head()
 
     def do_POST(self):  # analytics beacons and uploads: read, acknowledge
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(random.uniform(0.005, 0.06))
+        self.think()
         body = b'{"ok":true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
