@@ -48,8 +48,12 @@ enum Command {
         epochs: usize,
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
+        /// Starting learning rate; it decays along a cosine over all epochs.
         #[arg(long, default_value_t = 1e-3)]
         learning_rate: f64,
+        /// Final learning rate as a share of the starting one (1.0 keeps it constant).
+        #[arg(long, default_value_t = 0.02)]
+        final_rate_fraction: f64,
         #[arg(long, default_value_t = 4)]
         patience: usize,
         #[arg(long, default_value_t = 0.2)]
@@ -107,6 +111,7 @@ fn main() -> Result<()> {
             epochs,
             batch_size,
             learning_rate,
+            final_rate_fraction,
             patience,
             validation_fraction,
             seed,
@@ -118,6 +123,7 @@ fn main() -> Result<()> {
                 epochs,
                 batch_size,
                 learning_rate,
+                final_rate_fraction,
                 patience,
                 validation_fraction,
                 seed,
