@@ -7,7 +7,10 @@ does, all over the page's one connection; the connections then stay open, idle, 
 before they close, while the next visit starts. Sometimes a video (segments read at the
 player's pace) or a feed polled on one connection; often analytics beacons, rarely an upload.
 Requests carry a browser's headers, cookies of none to a few kilobytes among them. Half of the
-visits go over IPv6. Runs until killed.
+visits go over IPv6. Now and then, instead of a visit, the user works in a web app open in
+4-12 tabs: each tab holds one HTTPS connection for 10-70 requests (scrolling loads images,
+the app polls its API and reports to its analytics), and the tabs close one after another with
+nothing else in between, as a capture of a social site shows. Runs until killed.
 
 Usage: python3 browser.py WEB4 WEB6 DNS SITE_DIR SEED
 """
@@ -123,6 +126,45 @@ class Browser:
             else:
                 self.linger(sock, 0.05, 3.0)
 
+    def tab(self, host, rng):
+        """One tab of a web app: a single long connection, bursts of requests as the user scrolls."""
+        conn = self.connect(host, True)
+        page, assets = rng.choice(self.pages)
+        self.get(conn, page, kind="page")
+        for _ in range(rng.randint(10, 70)):
+            what = rng.random()
+            if what < 0.55:
+                self.get(conn, rng.choice(assets))
+            elif what < 0.85:
+                self.get(conn, f"api/feed.json?after={rng.getrandbits(40):x}", kind="api")
+            else:
+                self.post(conn, "api/collect", rng.randint(200, 2000))
+            # Mostly bursts of requests, now and then a pause while the user reads.
+            time.sleep(rng.expovariate(4.0) if rng.random() < 0.85 else rng.uniform(0.5, 2.5))
+        conn.close()
+
+    def app_session(self):
+        """A web app in several tabs; names are cached, so no lookups come between the tabs' flows."""
+        rng = self.rng
+        host = self.web6 if rng.random() < 0.5 else self.web4
+        if len(self.cookie) < 500:  # a logged-in user of the app
+            while len(self.cookie) < 500:
+                self.new_cookies()
+        tabs = []
+        for _ in range(rng.randint(4, 12)):
+            tab_rng = random.Random(rng.getrandbits(64))
+            tabs.append(threading.Thread(target=self.tab_safely, args=(host, tab_rng), daemon=True))
+            tabs[-1].start()
+            time.sleep(rng.uniform(0.0, 1.5))
+        for t in tabs:
+            t.join(120)
+
+    def tab_safely(self, host, rng):
+        try:
+            self.tab(host, rng)
+        except (OSError, http.client.HTTPException):
+            pass  # this tab's connection failed; the others go on
+
     def visit(self):
         rng = self.rng
         https = rng.random() < 0.7
@@ -178,7 +220,10 @@ def main():
     browser = Browser(web4, web6, dns, site, int(seed))
     while True:
         try:
-            browser.visit()
+            if browser.rng.random() < 0.2:
+                browser.app_session()
+            else:
+                browser.visit()
         except (OSError, http.client.HTTPException, subprocess.TimeoutExpired):
             time.sleep(1)  # the site or the network hiccuped; a user retries later
         time.sleep(browser.rng.uniform(0.8, 6.0))
