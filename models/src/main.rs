@@ -58,8 +58,13 @@ enum Command {
         patience: usize,
         #[arg(long, default_value_t = 0.2)]
         validation_fraction: f64,
+        /// Initialisation and batch order.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Draws the validation split; kept apart from --seed so that runs of different seeds
+        /// are judged on the same validation windows.
+        #[arg(long, default_value_t = 1)]
+        split_seed: u64,
         /// Most training windows per sequence (device), evenly spaced: keeps floods from
         /// swamping the rest.
         #[arg(long, default_value_t = 2000)]
@@ -115,6 +120,7 @@ fn main() -> Result<()> {
             patience,
             validation_fraction,
             seed,
+            split_seed,
             max_windows,
             model_version,
         } => {
@@ -127,6 +133,7 @@ fn main() -> Result<()> {
                 patience,
                 validation_fraction,
                 seed,
+                split_seed,
                 max_windows_per_sequence: max_windows,
                 ..TrainConfig::default()
             };

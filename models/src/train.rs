@@ -38,7 +38,12 @@ pub struct TrainConfig {
     pub family_weight: f64,
     /// Most windows taken from one sequence (evenly spaced).
     pub max_windows_per_sequence: usize,
+    /// Initialisation and batch order.
     pub seed: u64,
+    /// Draws the validation split, apart from `seed`, so that runs of different seeds are
+    /// judged on the same validation windows.
+    #[serde(default = "default_split_seed")]
+    pub split_seed: u64,
 }
 
 impl Default for TrainConfig {
@@ -53,8 +58,13 @@ impl Default for TrainConfig {
             family_weight: 1.0,
             max_windows_per_sequence: usize::MAX,
             seed: 1,
+            split_seed: default_split_seed(),
         }
     }
+}
+
+fn default_split_seed() -> u64 {
+    1
 }
 
 fn default_final_rate() -> f64 {
@@ -123,14 +133,14 @@ impl ClassWeights {
 
 /// Fits the scaler on the training sequences, splits, trains a new network from the seed.
 pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Scaler, TrainReport)> {
-    let (train_seqs, val_seqs) = split_sequences(sequences, config.validation_fraction, config.seed);
+    let (train_seqs, val_seqs) = split_sequences(sequences, config.validation_fraction, config.split_seed);
     let scaler = Scaler::fit(train_seqs.iter().flat_map(|s| s.flows.iter().map(|f| &f.features)))?;
     let cap = config.max_windows_per_sequence;
     let mut train_set = samples_capped(&train_seqs, &scaler, cap);
     let mut val_set = samples_capped(&val_seqs, &scaler, cap);
     if val_seqs.is_empty() {
         // Too few sequences to hold whole ones out: hold out windows instead.
-        (train_set, val_set) = split_windows(train_set, config.validation_fraction, config.seed);
+        (train_set, val_set) = split_windows(train_set, config.validation_fraction, config.split_seed);
     }
     if train_set.is_empty() {
         return Err(Error::Data(format!(
@@ -315,7 +325,45 @@ fn loss_over(net: &Net, set: &[Sample], weights: &ClassWeights, config: &TrainCo
 
 #[cfg(test)]
 mod tests {
-    use super::cosine_rate;
+    use super::{cosine_rate, fit, TrainConfig};
+    use crate::data::{FlowSequence, LabelledFlow};
+    use crate::family::Family;
+    use crate::FEATURE_COUNT;
+
+    /// Sequences of 10..22 flows: how many windows are held out tells which were.
+    fn sequences() -> Vec<FlowSequence> {
+        (0..12)
+            .map(|s| FlowSequence {
+                name: format!("seq-{s}"),
+                flows: (0..10 + s)
+                    .map(|i| LabelledFlow {
+                        features: [((s * 31 + i) % 7) as f64; FEATURE_COUNT],
+                        family: if s % 2 == 0 { Family::Benign } else { Family::Scan },
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn held_out(seed: u64, split_seed: u64) -> usize {
+        let config = TrainConfig {
+            epochs: 1,
+            seed,
+            split_seed,
+            ..TrainConfig::default()
+        };
+        fit(&sequences(), &config).expect("fit").2.validation_windows
+    }
+
+    #[test]
+    fn the_validation_split_follows_the_split_seed_not_the_training_seed() {
+        assert_eq!(held_out(1, 3), held_out(2, 3));
+        let splits: std::collections::BTreeSet<usize> = (1..=6).map(|split| held_out(1, split)).collect();
+        assert!(
+            splits.len() > 1,
+            "every split seed held out the same windows: {splits:?}"
+        );
+    }
 
     #[test]
     fn cosine_rate_falls_from_start_to_the_floor() {

@@ -65,6 +65,7 @@ fn trained() -> &'static Trained {
             epochs: 12,
             patience: 3,
             seed: 5,
+            split_seed: 5,
             ..TrainConfig::default()
         };
         let (net, scaler, report) = train::fit(&toy_sequences(12, 1), &config).expect("fit");
