@@ -4,9 +4,10 @@
 //! The decay matters: at a constant rate the validation loss swung by 2-3x between epochs,
 //! so early stopping kept a near-random epoch.
 //!
-//! Everything random (initialisation, validation split, batch order) comes from the seed,
-//! and training runs in a private one-thread pool: on this small network candle is faster
-//! on one thread than on two, and a gateway's capture path keeps the other cores.
+//! Everything random comes from two seeds: the validation split from `split_seed`,
+//! initialisation and batch order from `seed`. Training runs in a private one-thread pool:
+//! on this small network candle is faster on one thread than on two, and a gateway's capture
+//! path keeps the other cores.
 
 use candle_core::DType;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -330,7 +331,7 @@ mod tests {
     use crate::family::Family;
     use crate::FEATURE_COUNT;
 
-    /// Sequences of 10..22 flows: how many windows are held out tells which were.
+    /// Sequences of 10 to 21 flows: how many windows are held out tells which were.
     fn sequences() -> Vec<FlowSequence> {
         (0..12)
             .map(|s| FlowSequence {
