@@ -147,9 +147,8 @@ class Browser:
         """A web app in several tabs; names are cached, so no lookups come between the tabs' flows."""
         rng = self.rng
         host = self.web6 if rng.random() < 0.5 else self.web4
-        if len(self.cookie) < 500:  # a logged-in user of the app
-            while len(self.cookie) < 500:
-                self.new_cookies()
+        while len(self.cookie) < 500:  # a logged-in user of the app
+            self.new_cookies()
         tabs = []
         for _ in range(rng.randint(4, 12)):
             tab_rng = random.Random(rng.getrandbits(64))
