@@ -284,6 +284,7 @@ fn parse_value(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scaler::Transform;
 
     #[test]
     fn networks_print_as_their_network_address() {
@@ -307,7 +308,7 @@ mod tests {
             name: "s".into(),
             flows,
         }];
-        let scaler = Scaler::fit(seqs[0].flows.iter().map(|f| &f.features)).expect("fits");
+        let scaler = Scaler::fit(seqs[0].flows.iter().map(|f| &f.features), Transform::Linear).expect("fits");
         assert_eq!(samples(&seqs, &scaler).len(), 1000);
         let capped = samples_capped(&seqs, &scaler, 100);
         assert_eq!(capped.len(), 100);

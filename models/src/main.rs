@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gatewatch_models::data::{self, FlowSequence, Grouping, Network};
 use gatewatch_models::net::{windows_tensor, Net};
+use gatewatch_models::scaler::Transform;
 use gatewatch_models::store::{self, Metadata};
 use gatewatch_models::train::{self, TrainConfig};
 use gatewatch_models::{metrics, Model, Scaler, Window, FEATURE_COUNT, WINDOW};
@@ -65,6 +66,10 @@ enum Command {
         /// are judged on the same validation windows.
         #[arg(long, default_value_t = 1)]
         split_seed: u64,
+        /// How raw features are compressed before standardisation: `log` (sign·ln(1+|x|)) or
+        /// `linear`.
+        #[arg(long, default_value = "log")]
+        scaling: Transform,
         /// Most training windows per sequence (device), evenly spaced: keeps floods from
         /// swamping the rest.
         #[arg(long, default_value_t = 2000)]
@@ -121,6 +126,7 @@ fn main() -> Result<()> {
             validation_fraction,
             seed,
             split_seed,
+            scaling,
             max_windows,
             model_version,
         } => {
@@ -134,6 +140,7 @@ fn main() -> Result<()> {
                 validation_fraction,
                 seed,
                 split_seed,
+                scaling,
                 max_windows_per_sequence: max_windows,
                 ..TrainConfig::default()
             };

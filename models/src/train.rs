@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{samples_capped, FlowSequence, Sample};
 use crate::error::{Error, Result};
 use crate::net::{bce_with_logits, cross_entropy, one_hot, vector, windows_tensor, Net};
-use crate::scaler::Scaler;
+use crate::scaler::{Scaler, Transform};
 use crate::FAMILY_COUNT;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +45,9 @@ pub struct TrainConfig {
     /// judged on the same validation windows.
     #[serde(default = "default_split_seed")]
     pub split_seed: u64,
+    /// How the scaler compresses raw features (absent in reports of older runs: linear).
+    #[serde(default)]
+    pub scaling: Transform,
 }
 
 impl Default for TrainConfig {
@@ -60,6 +63,7 @@ impl Default for TrainConfig {
             max_windows_per_sequence: usize::MAX,
             seed: 1,
             split_seed: default_split_seed(),
+            scaling: Transform::SignedLog,
         }
     }
 }
@@ -135,7 +139,10 @@ impl ClassWeights {
 /// Fits the scaler on the training sequences, splits, trains a new network from the seed.
 pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Scaler, TrainReport)> {
     let (train_seqs, val_seqs) = split_sequences(sequences, config.validation_fraction, config.split_seed);
-    let scaler = Scaler::fit(train_seqs.iter().flat_map(|s| s.flows.iter().map(|f| &f.features)))?;
+    let scaler = Scaler::fit(
+        train_seqs.iter().flat_map(|s| s.flows.iter().map(|f| &f.features)),
+        config.scaling,
+    )?;
     let cap = config.max_windows_per_sequence;
     let mut train_set = samples_capped(&train_seqs, &scaler, cap);
     let mut val_set = samples_capped(&val_seqs, &scaler, cap);
