@@ -1,8 +1,9 @@
 """The lab laptop's web browser: visits pages of the lab's web site the way a browser does.
 
 For each visit: a DNS lookup, every other time 2-12 speculative connections that only shake
-hands (browsers preconnect; half of them are dropped at once as duplicates, the others idle
-first), the page, then its assets: over 2-6 parallel keep-alive connections, or, as HTTP/2
+hands (browsers preconnect; of the TLS ones 3 in 10 are dropped right after their ClientHello,
+as a connection another one beat; half of the rest are dropped once up, as duplicates, the
+others idle first), the page, then its assets: over 2-6 parallel keep-alive connections, or, as HTTP/2
 does, all over the page's one connection; the connections then stay open, idle, for 0.5-15 s
 before they close, while the next visit starts. Sometimes a video (segments read at the
 player's pace) or a feed polled on one connection; often analytics beacons, rarely an upload.
@@ -114,6 +115,9 @@ class Browser:
             sock.settimeout(5)
             try:
                 sock.connect((host, 443 if https else 80))
+                if https and self.rng.random() < 0.3:
+                    self.abandon(sock)
+                    continue
                 if https:
                     sock = self.tls.wrap_socket(sock)
             except OSError:
@@ -125,6 +129,18 @@ class Browser:
                 sock.close()
             else:
                 self.linger(sock, 0.05, 3.0)
+
+    def abandon(self, sock):
+        """Sends the ClientHello and closes before the answer, as a browser drops a connection
+        another one beat: the server's first flight meets a closed socket, one reset a segment."""
+        tls = self.tls.wrap_socket(sock, do_handshake_on_connect=False)
+        tls.setblocking(False)
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass  # the ClientHello is out; the answer is not awaited
+        finally:
+            tls.close()
 
     def tab(self, host, rng):
         """One tab of a web app: a single long connection, bursts of requests as the user scrolls."""

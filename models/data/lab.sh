@@ -299,6 +299,32 @@ stop_wan() {
     WAN_PID=
 }
 
+certificate_chain() { # DIR: web.crt (leaf + intermediate, as a real site serves them) and web.key
+    # A real site's handshake carries a chain of 2.5-4 KB (reddit.pcap: 3.6 KB in 4 segments);
+    # a lone self-signed certificate is a third of that, and the server's first flight is what
+    # a browser's abandoned connections answer with one reset per segment.
+    local d=$1 sans="DNS:www.news.example" i
+    for ((i = 0; i < 6 + RANDOM % 25; i++)); do sans+=",DNS:s$i.cdn.news.example"; done
+    openssl req -x509 -newkey rsa:4096 -nodes -days 2 -subj "/C=US/O=Example Trust/CN=Example Root CA" \
+        -keyout "$d/ca.key" -out "$d/ca.crt" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/C=US/O=Example Trust/CN=Example TLS RSA CA 2026" \
+        -keyout "$d/int.key" -out "$d/int.csr" >/dev/null 2>&1
+    openssl x509 -req -in "$d/int.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 -out "$d/int.crt" \
+        -extfile <(printf '%s\n' "basicConstraints=critical,CA:true,pathlen:0" "keyUsage=critical,keyCertSign,cRLSign" \
+            "authorityInfoAccess=OCSP;URI:http://ocsp.trust.example" \
+            "crlDistributionPoints=URI:http://crl.trust.example/root.crl" "certificatePolicies=2.23.140.1.2.2") \
+        >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/C=US/ST=California/O=News Example Inc./CN=www.news.example" \
+        -keyout "$d/web.key" -out "$d/web.csr" >/dev/null 2>&1
+    openssl x509 -req -in "$d/web.csr" -CA "$d/int.crt" -CAkey "$d/int.key" -CAcreateserial -days 2 \
+        -out "$d/leaf.crt" -extfile <(printf '%s\n' "subjectAltName=$sans" "extendedKeyUsage=serverAuth,clientAuth" \
+            "basicConstraints=critical,CA:false" "keyUsage=critical,digitalSignature,keyEncipherment" \
+            "authorityInfoAccess=OCSP;URI:http://ocsp.trust.example,caIssuers;URI:http://cacerts.trust.example/ca.crt" \
+            "crlDistributionPoints=URI:http://crl.trust.example/tlsca2026.crl" "certificatePolicies=2.23.140.1.2.2") \
+        >/dev/null 2>&1
+    cat "$d/leaf.crt" "$d/int.crt" >"$d/web.crt"
+}
+
 write_files() {
     local w=$WORK
     mkdir -p "$w/www" "$w/ftp"
@@ -372,8 +398,7 @@ EOF
     for ((k = 0; k < 4; k++)); do head -c $((1000000 + RANDOM * 150)) /dev/urandom >"$w/site/video/seg$k.bin"; done
     head -c 3000 /dev/urandom >"$w/site/api/feed.json"
     chmod -R a+rX "$w/site"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=www.news.example \
-        -keyout "$w/web.key" -out "$w/web.crt" >/dev/null 2>&1
+    certificate_chain "$w"
     cat >"$w/web.py" <<'EOF'
 import functools, random, socket, ssl, sys, threading, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
