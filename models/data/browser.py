@@ -3,8 +3,10 @@
 For each visit: a DNS lookup, every other time 2-12 speculative connections that only shake
 hands (browsers preconnect; of the TLS ones 3 in 10 are dropped right after their ClientHello,
 as a connection another one beat; half of the rest are dropped once up, as duplicates, the
-others idle first), the page, then its assets: over 2-6 parallel keep-alive connections, or, as HTTP/2
-does, all over the page's one connection; the connections then stay open, idle, for 0.5-15 s
+others idle first) or, for half of the HTTPS visits among those, a race of 4-16 connections
+opened at once, of which 1-4 carry the page and the rest are dropped together; the page,
+then its assets: over 2-6 parallel keep-alive connections, or, as HTTP/2 does, all over the
+page's one connection; the connections then stay open, idle, for 0.5-15 s
 before they close, while the next visit starts. Sometimes a video (segments read at the
 player's pace) or a feed polled on one connection; often analytics beacons, rarely an upload.
 Requests carry a browser's headers, cookies of none to a few kilobytes among them. Half of the
@@ -130,6 +132,69 @@ class Browser:
             else:
                 self.linger(sock, 0.05, 3.0)
 
+    def race(self, host, count):
+        """Opens `count` HTTPS connections at once, as a browser does for a page whose hosts one
+        server holds (it coalesces them) or whose socket pool races: 1-4 of them carry the page,
+        and the browser closes the rest together the moment the first is up. Those whose
+        handshake was done close at once (the server's session tickets then draw resets); the
+        others close after their ClientHello, before the server's first flight, which draws a
+        reset a segment. A capture of a social site opens with sixteen such, twelve dropped.
+        Returns the connections kept, as TLS sockets."""
+        rng = self.rng
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        kept = rng.randint(1, min(4, count - 1))
+        finish = [i < kept or rng.random() < 0.35 for i in range(count)]
+        first_up = threading.Event()
+        winners = []
+
+        def racer(i):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(5)
+            try:
+                sock.connect((host, 443))
+                if finish[i]:
+                    tls = self.tls.wrap_socket(sock)
+                    if i < kept:
+                        winners.append(tls)
+                        first_up.set()
+                    else:
+                        tls.close()
+                    return
+                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+                hello = self.tls.wrap_bio(incoming, outgoing)
+                try:
+                    hello.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                sock.sendall(outgoing.read())
+                first_up.wait(5)
+                # Whatever the server sent is read before the close, so the close is a FIN, as a
+                # browser's is; what arrives after it draws the resets.
+                sock.setblocking(False)
+                try:
+                    while sock.recv(65536):
+                        pass
+                except (BlockingIOError, InterruptedError):
+                    pass
+            except OSError:
+                pass
+            sock.close()
+
+        racers = []
+        for i in range(count):
+            racers.append(threading.Thread(target=racer, args=(i,), daemon=True))
+            racers[-1].start()
+            time.sleep(rng.uniform(0.0, 0.004))
+        for r in racers:
+            r.join(12)
+        return winners
+
+    def adopt(self, host, tls):
+        """An HTTPS connection over a socket that is already up."""
+        conn = self.connect(host, True)
+        conn.sock = tls
+        return conn
+
     def abandon(self, sock):
         """Sends the ClientHello and closes before the answer, as a browser drops a connection
         another one beat: the server's first flight meets a closed socket, one reset a segment."""
@@ -189,18 +254,26 @@ class Browser:
             ["dig", "@" + self.dns, "+time=1", "+tries=1", "+short", rng.choice(NAMES), "AAAA" if v6 else "A"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3, check=False,
         )
+        raced = []
         if rng.random() < 0.5:
-            self.preconnect(host, https, rng.randint(2, 12))
+            if https and rng.random() < 0.5:
+                raced = self.race(host, rng.randint(4, 16))
+            else:
+                self.preconnect(host, https, rng.randint(2, 12))
         if rng.random() < 0.1:
             self.new_cookies()
         page, assets = rng.choice(self.pages)
         self.page = page
-        first = self.connect(host, https)
+        first = self.adopt(host, raced.pop()) if raced else self.connect(host, https)
         self.get(first, page, kind="page")
         # The assets, split over parallel keep-alive connections (the page's one among them),
         # or all on the page's connection, as HTTP/2 multiplexes one origin's requests.
         lanes = 1 if https and rng.random() < 0.4 else rng.randint(2, 6)
-        conns = [first] + [self.connect(host, https) for _ in range(lanes - 1)]
+        conns = [first]
+        for _ in range(lanes - 1):
+            conns.append(self.adopt(host, raced.pop()) if raced else self.connect(host, https))
+        for spare in raced:
+            self.linger(spare, 0.5, 15.0)
         shares = [assets[i::lanes] for i in range(lanes)]
         workers = [
             threading.Thread(target=lambda c=c, s=s: [self.get(c, a) for a in s], daemon=True)

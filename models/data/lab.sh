@@ -26,7 +26,7 @@ ATTACKER=$NET.66
 usage() {
     cat <<'EOF'
 Usage: bash models/data/lab.sh [--out DIR] [--seeds N] [--quick] [--agent PATH]
-                               [--only NAME[,NAME...]] [--no-install]
+                               [--only NAME[,NAME...]] [--no-install] [--benign-seconds LOW-HIGH]
 
 Builds labelled captures (pcap) of benign IoT traffic and of attacks made by real tools
 (nmap, hping3, hydra, slowhttptest, mosquitto_pub, coap-client, curl, nc) inside Linux
@@ -50,6 +50,9 @@ Options:
   --agent PATH  a gatewatch-agent binary: also extract labelled flow features per capture
   --only LIST   comma-separated scenario names to build (default: all)
   --no-install  do not apt-get missing packages (scenarios whose tools miss are skipped)
+  --benign-seconds LOW-HIGH
+                length of the benign scenario, drawn per seed (default 30-60); longer
+                captures give the devices' benign traffic more windows
   -h, --help    this text
 
 Scenarios: benign scan_syn scan_udp scan_connect dos_syn_flood dos_udp_flood brute_ssh
@@ -554,7 +557,7 @@ scale() { # VAR QUICK_VALUE FULL_LOW FULL_HIGH
 attack_benign() {
     FAMILY=benign ATTACKERS=""
     local s
-    scale s 4 30 60
+    scale s 4 "$BENIGN_LOW" "$BENIGN_HIGH"
     sleep "$s"
 }
 
@@ -907,6 +910,7 @@ QUICK=0
 AGENT=
 ONLY=
 NO_INSTALL=0
+BENIGN_SECONDS=30-60
 while (($#)); do
     case $1 in
         --out) OUT=${2:?--out needs a folder}; shift 2 ;;
@@ -915,11 +919,15 @@ while (($#)); do
         --agent) AGENT=${2:?--agent needs a path}; shift 2 ;;
         --only) ONLY=${2:?--only needs scenario names}; shift 2 ;;
         --no-install) NO_INSTALL=1; shift ;;
+        --benign-seconds) BENIGN_SECONDS=${2:?--benign-seconds needs LOW-HIGH}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 [[ $SEEDS =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive number"
+[[ $BENIGN_SECONDS =~ ^([1-9][0-9]*)-([1-9][0-9]*)$ ]] && ((BASH_REMATCH[1] <= BASH_REMATCH[2])) ||
+    die "--benign-seconds must be LOW-HIGH in seconds, LOW <= HIGH (e.g. 30-60), not: $BENIGN_SECONDS"
+BENIGN_LOW=${BASH_REMATCH[1]} BENIGN_HIGH=${BASH_REMATCH[2]}
 ((QUICK)) && SEEDS=1
 ((EUID == 0)) || die "must run as root (network namespaces, raw sockets)"
 if [[ -n $AGENT ]]; then
