@@ -152,33 +152,17 @@ class Browser:
             sock.settimeout(5)
             try:
                 sock.connect((host, 443))
-                if finish[i]:
-                    tls = self.tls.wrap_socket(sock)
-                    if i < kept:
-                        winners.append(tls)
-                        first_up.set()
-                    else:
-                        tls.close()
+                if not finish[i]:
+                    self.abandon(sock, until=first_up)
                     return
-                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-                hello = self.tls.wrap_bio(incoming, outgoing)
-                try:
-                    hello.do_handshake()
-                except ssl.SSLWantReadError:
-                    pass
-                sock.sendall(outgoing.read())
-                first_up.wait(5)
-                # Whatever the server sent is read before the close, so the close is a FIN, as a
-                # browser's is; what arrives after it draws the resets.
-                sock.setblocking(False)
-                try:
-                    while sock.recv(65536):
-                        pass
-                except (BlockingIOError, InterruptedError):
-                    pass
+                tls = self.tls.wrap_socket(sock)
+                if i < kept:
+                    winners.append(tls)
+                    first_up.set()
+                else:
+                    tls.close()
             except OSError:
-                pass
-            sock.close()
+                sock.close()
 
         racers = []
         for i in range(count):
@@ -195,17 +179,29 @@ class Browser:
         conn.sock = tls
         return conn
 
-    def abandon(self, sock):
-        """Sends the ClientHello and closes before the answer, as a browser drops a connection
-        another one beat: the server's first flight meets a closed socket, one reset a segment."""
-        tls = self.tls.wrap_socket(sock, do_handshake_on_connect=False)
-        tls.setblocking(False)
+    def abandon(self, sock, until=None):
+        """Sends the ClientHello and closes before the answer (once `until` is set, if given), as
+        a browser drops a connection another one beat: what the server sends after the close
+        meets a closed socket, one reset a segment. What came before is read first, so the close
+        is a FIN, as a browser's is."""
+        outgoing = ssl.MemoryBIO()
+        hello = self.tls.wrap_bio(ssl.MemoryBIO(), outgoing)
         try:
-            tls.do_handshake()
+            hello.do_handshake()
         except ssl.SSLWantReadError:
-            pass  # the ClientHello is out; the answer is not awaited
+            pass  # the ClientHello is written; the answer is not awaited
+        try:
+            sock.sendall(outgoing.read())
+            if until is not None:
+                until.wait(5)
+            sock.setblocking(False)
+            try:
+                while sock.recv(65536):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
         finally:
-            tls.close()
+            sock.close()
 
     def tab(self, host, rng):
         """One tab of a web app: a single long connection, bursts of requests as the user scrolls."""
