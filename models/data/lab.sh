@@ -604,14 +604,23 @@ attack_dos_syn_flood() {
 
 attack_dos_udp_flood() {
     FAMILY=dos_ddos ATTACKERS=$ATTACKER
-    local target size count gap
-    # Not CoAP's port: a flood of CoAP requests is the iot_flood scenario.
-    pick target "$CAM:554" "$CAM:1900" "$BROKER:53" "$SENSOR:161"
+    local size count gap target
+    # Three legs in turn: two services, then a random device on a random high port. The pair
+    # walks the list with the seed ($seed is run_scenario's), so each service is flooded in
+    # some capture whichever seed is held out; a model that saw only some ports called a
+    # flood on the DNS port benign, next to the real lookups there. Not CoAP's port: a flood
+    # of CoAP requests is the iot_flood scenario.
+    local services=("$CAM:554" "$CAM:1900" "$BROKER:53" "$SENSOR:161")
+    local first=$((seed % ${#services[@]})) high
+    pick high "$CAM" "$BROKER" "$SENSOR"
+    high+=":$((1024 + RANDOM % 60000))"
     pick size 32 64 256 512
     scale count 3000 2000 6000
     pick gap 100 200 300 500
-    in_ns attacker timeout 30 hping3 -q --udp -p "${target#*:}" -d "$size" -c "$count" -i "u$gap" \
-        "${target%:*}" >>"$WORK/attack.log" 2>&1
+    for target in "${services[first]}" "${services[(first + 1) % ${#services[@]}]}" "$high"; do
+        in_ns attacker timeout 12 hping3 -q --udp -p "${target#*:}" -d "$size" -c $((count / 3)) -i "u$gap" \
+            "${target%:*}" >>"$WORK/attack.log" 2>&1
+    done
 }
 
 wordlist() { # writes users.txt and passwords.txt (a few common ones + $1 seeded ones)
