@@ -59,9 +59,12 @@ enum Command {
         patience: usize,
         #[arg(long, default_value_t = 0.2)]
         validation_fraction: f64,
-        /// Initialisation and batch order.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// Initialisation and batch order. Several (`1,2,3,4`) train one model each, side by
+        /// side on the machine's cores, and keep the one whose validation captures fall least
+        /// short of the quality bar (then the lowest validation loss); train_report.json
+        /// lists them all.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        seed: Vec<u64>,
         /// Draws the validation split; kept apart from --seed so that runs of different seeds
         /// are judged on the same validation windows.
         #[arg(long, default_value_t = 1)]
@@ -105,6 +108,29 @@ enum Command {
     },
 }
 
+/// Trains one model per config, as many at once as the machine has cores (each run is
+/// single-threaded), and returns them in config order.
+fn fit_all(sequences: &[FlowSequence], configs: &[TrainConfig]) -> Result<Vec<(Net, Scaler, train::TrainReport)>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut runs = Vec::with_capacity(configs.len());
+    for group in configs.chunks(cores) {
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|config| scope.spawn(move || train::fit(sequences, config)))
+                .collect();
+            handles.into_iter().map(|h| h.join()).collect()
+        });
+        for (config, result) in group.iter().zip(results) {
+            let run = result
+                .map_err(|_| anyhow::anyhow!("training seed {} panicked", config.seed))?
+                .with_context(|| format!("training seed {}", config.seed))?;
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -130,23 +156,41 @@ fn main() -> Result<()> {
             max_windows,
             model_version,
         } => {
+            if seed.is_empty() {
+                bail!("--seed needs at least one number, e.g. --seed 1 or --seed 1,2,3,4");
+            }
             let sequences = load(&data)?;
-            let config = TrainConfig {
-                epochs,
-                batch_size,
-                learning_rate,
-                final_rate_fraction,
-                patience,
-                validation_fraction,
-                seed,
-                split_seed,
-                scaling,
-                max_windows_per_sequence: max_windows,
-                ..TrainConfig::default()
-            };
-            let (net, scaler, report) = train::fit(&sequences, &config)?;
-            store::save_model_dir(&out, &net.to_flat()?, &scaler, &Metadata::new(&model_version))?;
-            let json = serde_json::to_string_pretty(&serde_json::json!({ "config": config, "report": report }))?;
+            let configs: Vec<TrainConfig> = seed
+                .iter()
+                .map(|&seed| TrainConfig {
+                    epochs,
+                    batch_size,
+                    learning_rate,
+                    final_rate_fraction,
+                    patience,
+                    validation_fraction,
+                    seed,
+                    split_seed,
+                    scaling,
+                    max_windows_per_sequence: max_windows,
+                    ..TrainConfig::default()
+                })
+                .collect();
+            let runs = fit_all(&sequences, &configs)?;
+            let reports: Vec<_> = runs.iter().map(|r| r.2.clone()).collect();
+            let kept = train::choose(&reports).context("no run to keep")?;
+            let (net, scaler, report) = &runs[kept];
+            store::save_model_dir(&out, &net.to_flat()?, scaler, &Metadata::new(&model_version))?;
+            let mut json = serde_json::json!({ "config": configs[kept], "report": report });
+            if runs.len() > 1 {
+                tracing::info!(seed = configs[kept].seed, "kept the run nearest the quality bar");
+                json["runs"] = configs
+                    .iter()
+                    .zip(&reports)
+                    .map(|(c, r)| serde_json::json!({ "seed": c.seed, "report": r }))
+                    .collect();
+            }
+            let json = serde_json::to_string_pretty(&json)?;
             std::fs::write(out.join("train_report.json"), &json)?;
             println!("{json}");
         }
