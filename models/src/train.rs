@@ -100,6 +100,10 @@ pub struct EpochReport {
     pub train_loss: f64,
     /// `None` without a validation set.
     pub validation_loss: Option<f64>,
+    /// How far the validation captures fall short of the quality bar (`None` without whole
+    /// captures held out, and in reports of older runs).
+    #[serde(default)]
+    pub shortfall: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +133,10 @@ pub struct ValidationFigures {
     pub benign_only_windows: usize,
     /// How many of those were called attacks.
     pub benign_only_flagged: usize,
+    /// Each validation capture with its windows and how many were called wrongly (attack
+    /// for benign or benign for attack), most errors first.
+    #[serde(default)]
+    pub errors_by_capture: Vec<(String, usize, usize)>,
 }
 
 /// The quality bar's lines (issue 3): attack-vs-benign F1, each family's recall, and the
@@ -232,11 +240,13 @@ pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Sca
         )));
     }
     let net = Net::new(config.seed)?;
-    let mut report = train(&net, &train_set, &val_set, config)?;
-    if !val_seqs.is_empty() {
-        let v = validation_figures(&net, &val_seqs, &val_set)?;
+    let judged_on = (!val_seqs.is_empty()).then_some(&val_seqs[..]);
+    let report = train_judged(&net, &train_set, &val_set, judged_on, config)?;
+    if let Some(v) = &report.validation {
         let lowest = v.lowest_recall();
         tracing::info!(
+            seed = config.seed,
+            best_epoch = report.best_epoch,
             captures = v.captures.len(),
             f1 = v.f1,
             lowest_recall = lowest.map(|l| l.1),
@@ -245,7 +255,6 @@ pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Sca
             benign_only_flagged = v.benign_only_flagged,
             "validation captures"
         );
-        report.validation = Some(v);
     }
     Ok((net, scaler, report))
 }
@@ -321,6 +330,15 @@ fn validation_figures(net: &Net, val_seqs: &[FlowSequence], val_set: &[Sample]) 
         .collect();
     let mut captures: Vec<String> = val_seqs.iter().map(|s| capture_of(s).to_string()).collect();
     captures.dedup();
+    let mut errors_by_capture: Vec<(String, usize, usize)> = captures.iter().map(|c| (c.clone(), 0, 0)).collect();
+    for (i, sample) in val_set.iter().enumerate() {
+        let capture = capture_of(&val_seqs[sample.sequence]);
+        if let Some(entry) = errors_by_capture.iter_mut().find(|e| e.0 == capture) {
+            entry.1 += 1;
+            entry.2 += usize::from((scores[i] >= threshold) != sample.family.is_attack());
+        }
+    }
+    errors_by_capture.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
     Ok(ValidationFigures {
         captures,
         f1: m.f1,
@@ -333,6 +351,7 @@ fn validation_figures(net: &Net, val_seqs: &[FlowSequence], val_set: &[Sample]) 
             .collect(),
         benign_only_windows: in_benign_only.len(),
         benign_only_flagged: in_benign_only.iter().filter(|&&i| scores[i] >= threshold).count(),
+        errors_by_capture,
     })
 }
 
@@ -346,6 +365,20 @@ fn split_windows(mut all: Vec<Sample>, fraction: f64, seed: u64) -> (Vec<Sample>
 /// Trains `net` in place. With a validation set, stops early and leaves the best epoch's
 /// parameters in `net`; without one, runs `config.epochs` (an FL round).
 pub fn train(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &TrainConfig) -> Result<TrainReport> {
+    train_judged(net, train_set, val_set, None, config)
+}
+
+/// Like [`train`]; with the validation windows' sequences (`val_set` drawn from
+/// `val_seqs`), each epoch is judged first by how far it falls short of the quality bar on
+/// them, then by validation loss. Held-out whole captures make the loss a poor judge alone:
+/// one capture unlike any in training can dominate it while the bar's figures improve.
+fn train_judged(
+    net: &Net,
+    train_set: &[Sample],
+    val_set: &[Sample],
+    val_seqs: Option<&[FlowSequence]>,
+    config: &TrainConfig,
+) -> Result<TrainReport> {
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(Error::Data("batch size and epochs must be positive".into()));
     }
@@ -359,10 +392,16 @@ pub fn train(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &Train
         .num_threads(1)
         .build()
         .map_err(|e| Error::Data(format!("thread pool: {e}")))?;
-    pool.install(|| train_here(net, train_set, val_set, config))
+    pool.install(|| train_here(net, train_set, val_set, val_seqs, config))
 }
 
-fn train_here(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &TrainConfig) -> Result<TrainReport> {
+fn train_here(
+    net: &Net,
+    train_set: &[Sample],
+    val_set: &[Sample],
+    val_seqs: Option<&[FlowSequence]>,
+    config: &TrainConfig,
+) -> Result<TrainReport> {
     let weights = ClassWeights::from_samples(train_set);
     let mut opt = AdamW::new(
         net.vars().to_vec(),
@@ -381,7 +420,7 @@ fn train_here(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &Trai
         validation_windows: val_set.len(),
         validation: None,
     };
-    let mut best: Option<(f64, Vec<f32>)> = None;
+    let mut best: Option<((f64, f64), Vec<f32>)> = None;
     let mut stale = 0;
     let total_steps = config.epochs * train_set.len().div_ceil(config.batch_size);
     let mut step = 0;
@@ -414,10 +453,19 @@ fn train_here(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &Trai
         } else {
             Some(loss_over(net, val_set, &weights, config)?)
         };
+        let figures = match val_seqs {
+            Some(seqs) if !val_set.is_empty() => Some(validation_figures(net, seqs, val_set)?),
+            _ => None,
+        };
+        let shortfall = figures.as_ref().map(ValidationFigures::shortfall);
         tracing::info!(
+            seed = config.seed,
             epoch,
             train_loss,
             validation_loss,
+            shortfall,
+            benign_only_flagged = figures.as_ref().map(|f| f.benign_only_flagged),
+            lowest_recall = figures.as_ref().and_then(|f| f.lowest_recall()).map(|l| l.1),
             learning_rate = opt.learning_rate(),
             seconds = started.elapsed().as_secs_f64(),
             "epoch done"
@@ -426,13 +474,17 @@ fn train_here(net: &Net, train_set: &[Sample], val_set: &[Sample], config: &Trai
             epoch,
             train_loss,
             validation_loss,
+            shortfall,
         });
         let Some(v) = validation_loss else {
             report.best_epoch = epoch;
             continue;
         };
-        if best.as_ref().is_none_or(|(b, _)| v < *b) {
-            best = Some((v, net.to_flat()?));
+        let key = (shortfall.unwrap_or(0.0), v);
+        let better = |b: &(f64, f64)| key.0.total_cmp(&b.0).then(key.1.total_cmp(&b.1)).is_lt();
+        if best.as_ref().is_none_or(|(b, _)| better(b)) {
+            best = Some((key, net.to_flat()?));
+            report.validation = figures;
             report.best_epoch = epoch;
             stale = 0;
         } else {
@@ -596,6 +648,9 @@ mod tests {
             "{families:?}"
         );
         assert!(v.lowest_recall().is_some_and(|(_, r)| (0.0..=1.0).contains(&r)));
+        let counted: usize = v.errors_by_capture.iter().map(|e| e.1).sum();
+        assert_eq!(counted, report.validation_windows);
+        assert!(report.epochs.iter().all(|e| e.shortfall.is_some()));
     }
 
     fn report(loss: f64, f1: f64, recall: f64, flagged: usize) -> TrainReport {
@@ -604,6 +659,7 @@ mod tests {
                 epoch: 1,
                 train_loss: loss,
                 validation_loss: Some(loss),
+                shortfall: None,
             }],
             best_epoch: 1,
             train_windows: 1000,
@@ -615,6 +671,7 @@ mod tests {
                 recall: vec![(Family::Benign, 0.99), (Family::Scan, recall)],
                 benign_only_windows: 100,
                 benign_only_flagged: flagged,
+                errors_by_capture: Vec::new(),
             }),
         }
     }
