@@ -51,7 +51,7 @@ Options:
   --only LIST   comma-separated scenario names to build (default: all)
   --no-install  do not apt-get missing packages (scenarios whose tools miss are skipped)
   --benign-seconds LOW-HIGH
-                length of the benign scenario, drawn per seed (default 30-60); longer
+                length of the benign scenario, drawn per seed (default 240-360); longer
                 captures give the devices' benign traffic more windows
   -h, --help    this text
 
@@ -919,7 +919,7 @@ QUICK=0
 AGENT=
 ONLY=
 NO_INSTALL=0
-BENIGN_SECONDS=30-60
+BENIGN_SECONDS=240-360
 while (($#)); do
     case $1 in
         --out) OUT=${2:?--out needs a folder}; shift 2 ;;
@@ -935,7 +935,7 @@ while (($#)); do
 done
 [[ $SEEDS =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive number"
 [[ $BENIGN_SECONDS =~ ^([1-9][0-9]*)-([1-9][0-9]*)$ ]] && ((BASH_REMATCH[1] <= BASH_REMATCH[2])) ||
-    die "--benign-seconds must be LOW-HIGH in seconds, LOW <= HIGH (e.g. 30-60), not: $BENIGN_SECONDS"
+    die "--benign-seconds must be LOW-HIGH in seconds, LOW <= HIGH (e.g. 240-360), not: $BENIGN_SECONDS"
 BENIGN_LOW=${BASH_REMATCH[1]} BENIGN_HIGH=${BASH_REMATCH[2]}
 ((QUICK)) && SEEDS=1
 ((EUID == 0)) || die "must run as root (network namespaces, raw sockets)"
