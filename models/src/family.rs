@@ -52,6 +52,16 @@ impl Family {
         self != Family::Benign
     }
 
+    /// The family with the highest probability in `probs` (in [`FAMILIES`] order).
+    pub fn most_likely(probs: &[f32]) -> Family {
+        let best = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        FAMILIES[best]
+    }
+
     /// The snake_case name used in JSON and CSV labels.
     pub fn name(self) -> &'static str {
         match self {

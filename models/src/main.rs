@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gatewatch_models::data::{self, FlowSequence, Grouping, Network};
+use gatewatch_models::family::Family;
 use gatewatch_models::net::{windows_tensor, Net};
 use gatewatch_models::scaler::Transform;
 use gatewatch_models::store::{self, Metadata};
@@ -207,18 +208,7 @@ fn main() -> Result<()> {
             }
             let windows: Vec<Window> = samples.iter().map(|s| s.window).collect();
             let out = model.score_scaled(&windows)?;
-            let predicted: Vec<_> = out
-                .families
-                .iter()
-                .map(|p| {
-                    let best = p
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map_or(0, |(i, _)| i);
-                    gatewatch_models::FAMILIES[best]
-                })
-                .collect();
+            let predicted: Vec<_> = out.families.iter().map(|p| Family::most_likely(p)).collect();
             let truth: Vec<_> = samples.iter().map(|s| s.family).collect();
             let m = metrics::compute(&out.scores, &predicted, &truth, model.metadata().threshold);
             println!("{}", serde_json::to_string_pretty(&m)?);

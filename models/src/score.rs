@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::scaler::Scaler;
 use crate::store::{self, Metadata};
-use crate::{FAMILIES, FAMILY_COUNT, FEATURE_COUNT, WINDOW};
+use crate::{FAMILY_COUNT, FEATURE_COUNT, WINDOW};
 
 /// Values in one window.
 pub const WINDOW_VALUES: usize = WINDOW * FEATURE_COUNT;
@@ -37,7 +37,7 @@ pub struct Plan {
 pub struct Outputs {
     /// Attack probability per window.
     pub scores: Vec<f32>,
-    /// Family probabilities per window, in [`FAMILIES`] order.
+    /// Family probabilities per window, in [`FAMILIES`](crate::FAMILIES) order.
     pub families: Vec<Vec<f32>>,
 }
 
@@ -154,17 +154,12 @@ pub struct Prediction {
     pub confidence: f32,
     /// The most probable family.
     pub family: Family,
-    /// Probabilities in [`FAMILIES`] order.
+    /// Probabilities in [`FAMILIES`](crate::FAMILIES) order.
     pub family_probs: Vec<f32>,
 }
 
 impl Prediction {
     fn new(score: f32, family_probs: Vec<f32>, threshold: f32) -> Prediction {
-        let best = family_probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
         Prediction {
             score,
             label: if score >= threshold {
@@ -173,7 +168,7 @@ impl Prediction {
                 Label::Benign
             },
             confidence: (score - 0.5).abs() * 2.0,
-            family: FAMILIES[best],
+            family: Family::most_likely(&family_probs),
             family_probs,
         }
     }

@@ -264,6 +264,15 @@ fn capture_of(sequence: &FlowSequence) -> &str {
     sequence.name.split('#').next().unwrap_or_default()
 }
 
+/// The captures holding at least one attack flow.
+fn captures_with_attacks(sequences: &[FlowSequence]) -> std::collections::BTreeSet<&str> {
+    sequences
+        .iter()
+        .filter(|s| s.flows.iter().any(|f| f.family.is_attack()))
+        .map(capture_of)
+        .collect()
+}
+
 /// Whole captures for validation when there are at least 4, else none. Benign-only captures
 /// and captures with attacks are drawn apart, so that both are held out in proportion.
 fn split_sequences(sequences: &[FlowSequence], fraction: f64, seed: u64) -> (Vec<FlowSequence>, Vec<FlowSequence>) {
@@ -273,13 +282,8 @@ fn split_sequences(sequences: &[FlowSequence], fraction: f64, seed: u64) -> (Vec
     if captures.len() < 4 || fraction <= 0.0 {
         return (sequences.to_vec(), Vec::new());
     }
-    let has_attack = |capture: &str| {
-        sequences
-            .iter()
-            .filter(|s| capture_of(s) == capture)
-            .any(|s| s.flows.iter().any(|f| f.family.is_attack()))
-    };
-    let (with_attacks, benign_only): (Vec<&str>, Vec<&str>) = captures.iter().partition(|c| has_attack(c));
+    let attacked = captures_with_attacks(sequences);
+    let (with_attacks, benign_only): (Vec<&str>, Vec<&str>) = captures.iter().partition(|c| attacked.contains(*c));
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let mut held: Vec<&str> = Vec::new();
     for mut group in [with_attacks, benign_only] {
@@ -304,29 +308,14 @@ fn validation_figures(net: &Net, val_seqs: &[FlowSequence], val_set: &[Sample]) 
         let windows: Vec<crate::Window> = chunk.iter().map(|s| s.window).collect();
         let (s, families) = net.predict(&windows_tensor(&windows, net.dtype())?)?;
         scores.extend(s);
-        predicted.extend(families.iter().map(|p| {
-            let best = p
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
-            crate::FAMILIES[best]
-        }));
+        predicted.extend(families.iter().map(|p| Family::most_likely(p)));
     }
     let truth: Vec<Family> = val_set.iter().map(|s| s.family).collect();
     let threshold = crate::store::Metadata::new("").threshold;
     let m = crate::metrics::compute(&scores, &predicted, &truth, threshold);
-    let benign_only: Vec<bool> = val_seqs
-        .iter()
-        .map(|seq| {
-            !val_seqs
-                .iter()
-                .filter(|s| capture_of(s) == capture_of(seq))
-                .any(|s| s.flows.iter().any(|f| f.family.is_attack()))
-        })
-        .collect();
+    let with_attacks = captures_with_attacks(val_seqs);
     let in_benign_only: Vec<usize> = (0..val_set.len())
-        .filter(|&i| benign_only[val_set[i].sequence])
+        .filter(|&i| !with_attacks.contains(capture_of(&val_seqs[val_set[i].sequence])))
         .collect();
     let mut captures: Vec<String> = val_seqs.iter().map(|s| capture_of(s).to_string()).collect();
     captures.dedup();
