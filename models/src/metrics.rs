@@ -14,6 +14,10 @@ pub struct FamilyMetrics {
     pub precision: f64,
     pub recall: f64,
     pub f1: f64,
+    /// Share of this family's windows the `score` head calls attacks: detection recall for an
+    /// attack family, the false-positive rate for benign (absent in older reports).
+    #[serde(default)]
+    pub flagged: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +56,10 @@ pub fn compute(scores: &[f32], predicted: &[Family], truth: &[Family], threshold
     for (p, t) in predicted.iter().zip(truth) {
         confusion[t.index()][p.index()] += 1;
     }
+    let mut flagged = [0usize; FAMILY_COUNT];
+    for (s, t) in scores.iter().zip(truth) {
+        flagged[t.index()] += usize::from(*s >= threshold);
+    }
     let families = FAMILIES
         .iter()
         .map(|f| {
@@ -66,6 +74,7 @@ pub fn compute(scores: &[f32], predicted: &[Family], truth: &[Family], threshold
                 precision: p,
                 recall: r,
                 f1: f1(p, r),
+                flagged: ratio(flagged[i], support),
             }
         })
         .collect();
@@ -124,6 +133,10 @@ mod tests {
         assert_eq!(m.confusion[Scan.index()][Scan.index()], 1);
         assert_eq!(m.families[Scan.index()].recall, 0.5);
         assert_eq!(m.families[DosDdos.index()].recall, 0.0);
+        // The score head flags one scan window of two, the DoS window, and one benign of two.
+        assert_eq!(m.families[Scan.index()].flagged, 0.5);
+        assert_eq!(m.families[DosDdos.index()].flagged, 1.0);
+        assert_eq!(m.families[Benign.index()].flagged, 0.5);
         assert_eq!(roc_auc(&[0.3, 0.3], &[Benign, Scan]), Some(0.5));
         assert_eq!(roc_auc(&[0.3], &[Scan]), None);
     }
