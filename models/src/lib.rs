@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod net;
 pub mod onnx;
 pub mod params;
+pub mod rewrite;
 pub mod scaler;
 pub mod score;
 pub mod store;

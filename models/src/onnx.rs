@@ -225,7 +225,7 @@ fn value_info(name: &str, dims: Vec<Dimension>) -> ValueInfoProto {
 mod tests {
     use super::*;
     use crate::net::{windows_tensor, Net};
-    use crate::score::Plan;
+    use crate::score::{GraphPlan, Plan};
     use candle_core::DType;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -261,10 +261,12 @@ mod tests {
         let net = Net::from_flat(&flat).expect("net");
         let bytes = export(&flat, "test").expect("export");
         let ws = windows(7, 1);
-        for batch in [1, 7] {
-            let plan = Plan::load(&bytes, batch).expect("plan");
-            let d = max_diff(&net, &plan, &ws);
-            assert!(d <= 1e-4, "batch {batch}: tract differs from candle by {d}");
+        for graph in [GraphPlan::Rewritten, GraphPlan::AsWritten] {
+            for batch in [1, 7] {
+                let plan = Plan::load_with(&bytes, batch, graph).expect("plan");
+                let d = max_diff(&net, &plan, &ws);
+                assert!(d <= 1e-4, "{graph:?}, batch {batch}: tract differs from candle by {d}");
+            }
         }
     }
 

@@ -41,13 +41,34 @@ pub struct Outputs {
     pub families: Vec<Vec<f32>>,
 }
 
+/// Which graph tract plans: the file's, or the same arithmetic rewritten for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphPlan {
+    /// Convolution, pooling and LSTM written out in plain operators (see [`crate::rewrite`]).
+    Rewritten,
+    /// The operators as the file writes them.
+    AsWritten,
+}
+
 impl Plan {
-    /// Loads ONNX bytes with the batch fixed to `batch` and optimises the plan.
+    /// Loads ONNX bytes with the batch fixed to `batch` and optimises the plan. A single
+    /// window runs the graph as written (fewer, larger operators: about half the latency of
+    /// the rewritten graph); batches run the rewritten graph, 1.5-1.9x the throughput.
     pub fn load(onnx: &[u8], batch: usize) -> Result<Plan> {
+        let graph = if batch == 1 {
+            GraphPlan::AsWritten
+        } else {
+            GraphPlan::Rewritten
+        };
+        Self::load_with(onnx, batch, graph)
+    }
+
+    /// Loads with the graph chosen by the caller; see [`GraphPlan`].
+    pub fn load_with(onnx: &[u8], batch: usize, graph: GraphPlan) -> Result<Plan> {
         if batch == 0 {
             return Err(Error::Shape("batch size must be at least 1".into()));
         }
-        let built = catch_unwind(AssertUnwindSafe(|| Self::build(onnx, batch)));
+        let built = catch_unwind(AssertUnwindSafe(|| Self::build(onnx, batch, graph)));
         match built {
             Ok(plan) => plan,
             Err(payload) => {
@@ -61,14 +82,20 @@ impl Plan {
         }
     }
 
-    fn build(onnx: &[u8], batch: usize) -> Result<Plan> {
+    fn build(onnx: &[u8], batch: usize, graph: GraphPlan) -> Result<Plan> {
         // The file names its batch dimension symbolically; ignoring the value info lets the
         // input fact below fix it.
-        let model = tract_onnx::onnx()
+        let onnx_reader = tract_onnx::onnx()
             .with_ignore_value_info(true)
-            .with_ignore_output_shapes(true)
-            .model_for_read(&mut &onnx[..])
-            .map_err(Error::tract)?;
+            .with_ignore_output_shapes(true);
+        let mut proto = onnx_reader.proto_model_for_read(&mut &onnx[..]).map_err(Error::tract)?;
+        let input_fact: InferenceFact = f32::fact([batch, WINDOW, FEATURE_COUNT]).into();
+        if graph == GraphPlan::Rewritten {
+            if let Some(rewritten) = crate::rewrite::for_tract(&proto, input_fact.clone())? {
+                proto = rewritten;
+            }
+        }
+        let model = onnx_reader.model_for_proto_model(&proto).map_err(Error::tract)?;
         if model.inputs.len() != 1 || model.outputs.len() != 2 {
             return Err(Error::BadModel(format!(
                 "expected 1 input and 2 outputs, the file has {} and {}",
@@ -77,7 +104,7 @@ impl Plan {
             )));
         }
         let typed = model
-            .with_input_fact(0, f32::fact([batch, WINDOW, FEATURE_COUNT]).into())
+            .with_input_fact(0, input_fact)
             .and_then(|m| m.into_optimized())
             .map_err(Error::tract)?;
         for (i, want) in [[batch, 1], [batch, FAMILY_COUNT]].iter().enumerate() {

@@ -11,7 +11,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use clap::Parser;
 use gatewatch_models::data::Sample;
 use gatewatch_models::net::Net;
-use gatewatch_models::score::LoadOptions;
+use gatewatch_models::score::{GraphPlan, LoadOptions, Plan};
 use gatewatch_models::store::{self, Metadata};
 use gatewatch_models::train::{batch_loss, ClassWeights};
 use gatewatch_models::{params, Family, Model, Scaler, Window, FAMILIES};
@@ -73,39 +73,55 @@ fn main() -> Result<()> {
         }
     );
 
-    // Single window through the batch-1 plan.
+    let onnx = std::fs::read(&onnx_path).with_context(|| format!("reading {}", onnx_path.display()))?;
+    // "tract" is what the agent loads: the file's graph for one window, the rewritten one for
+    // batches; the other rows show each graph alone.
+    let (single, batched) = (Plan::load(&onnx, 1)?, Plan::load(&onnx, args.batch)?);
+    measure_tract("tract", &single, &batched, &windows, args.seconds)?;
+    for (graph, name) in [
+        (GraphPlan::Rewritten, "tract, rewritten graph"),
+        (GraphPlan::AsWritten, "tract, graph as written"),
+    ] {
+        let single = Plan::load_with(&onnx, 1, graph)?;
+        let batched = Plan::load_with(&onnx, args.batch, graph)?;
+        measure_tract(name, &single, &batched, &windows, args.seconds)?;
+    }
+    onnxruntime(&args, &onnx_path)?;
+    training_step()?;
+    if args.model.is_none() {
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+    Ok(())
+}
+
+/// Single-window latency through the batch-1 plan, throughput through the batched one.
+fn measure_tract(name: &str, single: &Plan, batched: &Plan, windows: &[Window], seconds: f64) -> Result<()> {
     let mut lat = Vec::with_capacity(3000);
     for i in 0..3300 {
         let w = &windows[i % windows.len()..i % windows.len() + 1];
         let t = Instant::now();
-        model.score_scaled(w)?;
+        single.run_scaled(w)?;
         if i >= 300 {
             lat.push(t.elapsed());
         }
     }
     let (median, p99) = percentiles(&mut lat);
     println!(
-        "tract single window: median {:.1} us, p99 {:.1} us",
+        "{name} single window: median {:.1} us, p99 {:.1} us",
         micros(median),
         micros(p99)
     );
 
-    let batch = &windows[..args.batch];
-    model.score_scaled(batch)?;
+    let batch = &windows[..batched.batch()];
+    batched.run_scaled(batch)?;
     let start = Instant::now();
     let mut runs = 0usize;
-    while start.elapsed().as_secs_f64() < args.seconds {
-        model.score_scaled(batch)?;
+    while start.elapsed().as_secs_f64() < seconds {
+        batched.run_scaled(batch)?;
         runs += 1;
     }
-    let rate = (runs * args.batch) as f64 / start.elapsed().as_secs_f64();
-    println!("tract batched (batch {}): {:.0} windows/s", args.batch, rate);
-
-    onnxruntime(&args, &onnx_path)?;
-    training_step()?;
-    if args.model.is_none() {
-        std::fs::remove_dir_all(&tmp).ok();
-    }
+    let rate = (runs * batch.len()) as f64 / start.elapsed().as_secs_f64();
+    println!("{name} batched (batch {}): {rate:.0} windows/s", batch.len());
     Ok(())
 }
 
