@@ -91,6 +91,10 @@ struct FlowArgs {
     /// Flow timeout counted from a flow's first packet.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     flow_timeout: Duration,
+    /// In `correct` mode, a UDP, ICMP or other non-TCP flow ends after this long without a
+    /// packet (0s: only the flow timeout ends it, as in cic2017).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
 }
 
 impl FlowArgs {
@@ -102,6 +106,7 @@ impl FlowArgs {
             min_packets: self.min_packets,
             max_live_flows: self.max_flows,
             flow_timeout_ns: i64::try_from(self.flow_timeout.as_nanos()).context("--flow-timeout is too long")?,
+            idle_timeout_ns: i64::try_from(self.idle_timeout.as_nanos()).context("--idle-timeout is too long")?,
             ..FlowConfig::default()
         })
     }

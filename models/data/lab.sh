@@ -873,7 +873,7 @@ ensure_packages() {
         vsftpd:vsftpd slowhttptest:slowhttptest mosquitto:mosquitto mosquitto_pub:mosquitto-clients
         coap-client-notls:libcoap3-bin dnsmasq:dnsmasq-base nc:netcat-openbsd dig:dnsutils
         curl:curl /usr/bin/python3:python3 tcpdump:tcpdump ip:iproute2 ss:iproute2 awk:gawk
-        pgrep:procps ethtool:ethtool openssl:openssl
+        pgrep:procps ethtool:ethtool openssl:openssl ping:iputils-ping
     )
     local p missing=() pkg
     for p in "${pairs[@]}"; do

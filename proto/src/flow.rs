@@ -55,6 +55,8 @@ pub enum EndReason {
     Rst,
     /// 120 s after the flow's first packet.
     FlowTimeout,
+    /// A flow without a TCP close went quiet for the idle timeout (`correct` mode only).
+    IdleTimeout,
     /// Pushed out early because the flow table was full.
     Evicted,
     /// The capture ended (end of file, or capture stopped).

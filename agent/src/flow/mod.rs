@@ -41,6 +41,12 @@ pub struct FlowConfig {
     pub mode: Mode,
     /// A flow ends this long after its first packet (CICFlowMeter: 120 s).
     pub flow_timeout_ns: i64,
+    /// In `correct` mode a flow with no close of its own (UDP, ICMP, anything but TCP) ends
+    /// after this long without a packet, as NetFlow's inactive timeout ends it; 0 turns it
+    /// off. Without it a request/response exchange waits out the whole flow timeout, so its
+    /// flow reaches the detector two minutes late, among flows that happened then.
+    /// CICFlowMeter has none, so `cic2017` ignores it.
+    pub idle_timeout_ns: i64,
     /// How long a closed TCP connection waits for its last ACKs (`correct` mode).
     pub close_linger_ns: i64,
     /// Flows with fewer packets are not emitted in `correct` mode; `cic2017` always uses 2.
@@ -54,6 +60,7 @@ impl Default for FlowConfig {
         FlowConfig {
             mode: Mode::Correct,
             flow_timeout_ns: 120_000_000_000,
+            idle_timeout_ns: 15_000_000_000,
             close_linger_ns: 1_000_000_000,
             min_packets: 1,
             max_live_flows: 262_144,
@@ -67,6 +74,11 @@ impl FlowConfig {
             mode,
             ..FlowConfig::default()
         }
+    }
+
+    /// The idle timeout for connectionless flows, if this mode uses one.
+    pub fn idle_timeout_ns(&self) -> Option<i64> {
+        (self.mode == Mode::Correct && self.idle_timeout_ns > 0).then_some(self.idle_timeout_ns)
     }
 
     /// Packets a flow needs to be emitted.

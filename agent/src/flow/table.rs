@@ -4,8 +4,12 @@
 //! A flow's timeout is fixed at its first packet (CICFlowMeter: 120 s from the start),
 //! so creation order is deadline order and a FIFO queue finds expired flows without
 //! scanning. Closed TCP connections linger briefly so their last ACK stays with them.
+//! Connectionless flows also end when idle; their deadlines move with every packet, so they
+//! sit in a min-heap, checked lazily: a popped deadline that the flow has outlived is pushed
+//! again at the flow's real one.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::IpAddr;
 
 use gatewatch_proto::flow::{protocol, EndReason, FlowKey, FlowRecord};
@@ -67,11 +71,19 @@ struct Slot {
     state: Option<FlowState>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Deadline {
     at_ns: i64,
     slot: u32,
     generation: u32,
+}
+
+/// Which queue a deadline came from, in the order ties are broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Linger,
+    Timeout,
+    Idle,
 }
 
 /// Counters of what the table did.
@@ -97,6 +109,7 @@ pub struct FlowTable {
     free: Vec<u32>,
     timeouts: VecDeque<Deadline>,
     lingering: VecDeque<Deadline>,
+    idle: BinaryHeap<Reverse<Deadline>>,
     next_id: u64,
     stats: TableStats,
     clock_ns: i64,
@@ -111,6 +124,7 @@ impl FlowTable {
             free: Vec::new(),
             timeouts: VecDeque::new(),
             lingering: VecDeque::new(),
+            idle: BinaryHeap::new(),
             next_id: 1,
             stats: TableStats::default(),
             clock_ns: i64::MIN,
@@ -191,6 +205,13 @@ impl FlowTable {
             slot,
             generation,
         });
+        if let Some(idle) = self.config.idle_timeout_ns().filter(|_| pkt.protocol != protocol::TCP) {
+            self.idle.push(Reverse(Deadline {
+                at_ns: pkt.ts_ns.saturating_add(idle),
+                slot,
+                generation,
+            }));
+        }
         // The 2017 extractor checked FIN only on packets joining an existing flow, which
         // is how the FIN/ACK "appendix" flows of Q1 came to be.
         if pkt.protocol == protocol::TCP && self.config.mode == Mode::Correct {
@@ -237,26 +258,49 @@ impl FlowTable {
         loop {
             let timeout = self.timeouts.front().copied().filter(|d| d.at_ns < now);
             let linger = self.lingering.front().copied().filter(|d| d.at_ns < now);
-            let (deadline, reason, from_linger) = match (timeout, linger) {
-                (None, None) => break,
-                (Some(t), Some(l)) if l.at_ns <= t.at_ns => (l, EndReason::Fin, true),
-                (Some(t), _) => (t, EndReason::FlowTimeout, false),
-                (None, Some(l)) => (l, EndReason::Fin, true),
+            let idle = self.idle.peek().map(|r| r.0).filter(|d| d.at_ns < now);
+            let Some((deadline, source)) = [
+                timeout.map(|d| (d, Source::Timeout)),
+                linger.map(|d| (d, Source::Linger)),
+                idle.map(|d| (d, Source::Idle)),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(d, source)| (d.at_ns, *source)) else {
+                break;
             };
-            if from_linger {
-                self.lingering.pop_front();
-            } else {
-                self.timeouts.pop_front();
+            match source {
+                Source::Timeout => self.timeouts.pop_front(),
+                Source::Linger => self.lingering.pop_front(),
+                Source::Idle => self.idle.pop().map(|r| r.0),
+            };
+            if !self.is_current(deadline) {
+                continue;
             }
-            if self.is_current(deadline) {
-                let reason = if from_linger {
-                    self.close_reason(deadline.slot).unwrap_or(reason)
-                } else {
-                    reason
-                };
-                self.finish(deadline.slot, reason, emit);
-            }
+            let reason = match source {
+                Source::Timeout => EndReason::FlowTimeout,
+                Source::Linger => self.close_reason(deadline.slot).unwrap_or(EndReason::Fin),
+                Source::Idle => {
+                    let quiet_until = self.idle_deadline(deadline.slot);
+                    if quiet_until > deadline.at_ns {
+                        // Packets came since this deadline was set: wait for the real one.
+                        self.idle.push(Reverse(Deadline {
+                            at_ns: quiet_until,
+                            ..deadline
+                        }));
+                        continue;
+                    }
+                    EndReason::IdleTimeout
+                }
+            };
+            self.finish(deadline.slot, reason, emit);
         }
+    }
+
+    /// When the flow in `slot` goes idle, counted from its last packet.
+    fn idle_deadline(&self, slot: u32) -> i64 {
+        let last = self.slots[slot as usize].state.as_ref().map_or(i64::MIN, |s| s.last_ns);
+        last.saturating_add(self.config.idle_timeout_ns().unwrap_or(0))
     }
 
     /// Emits every live flow (end of input), oldest first.
@@ -273,6 +317,7 @@ impl FlowTable {
             self.finish(d.slot, reason, emit);
         }
         self.lingering.clear();
+        self.idle.clear();
     }
 
     fn close_reason(&self, slot: u32) -> Option<EndReason> {

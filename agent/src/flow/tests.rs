@@ -65,7 +65,11 @@ fn icmp(us: i64, from_client: bool, payload: u32) -> PacketMeta {
 }
 
 fn run(mode: Mode, packets: &[PacketMeta]) -> Vec<FlowRecord> {
-    let mut table = FlowTable::new(FlowConfig::with_mode(mode));
+    run_with(FlowConfig::with_mode(mode), packets)
+}
+
+fn run_with(config: FlowConfig, packets: &[PacketMeta]) -> Vec<FlowRecord> {
+    let mut table = FlowTable::new(config);
     let mut out = Vec::new();
     for p in packets {
         table.process(p, &mut |r| out.push(r));
@@ -528,9 +532,14 @@ fn icmp_echo_pairs_two_seconds_apart() {
 
 #[test]
 fn flow_timeout_cuts_at_120_seconds() {
-    // One UDP packet every 50 s: the fourth arrives 150 s after the first.
+    // One UDP packet every 50 s: the fourth arrives 150 s after the first. The idle timeout,
+    // which would end the flow after every packet, is off here.
     let packets: Vec<PacketMeta> = (0..4).map(|i| udp(i * 50_000_000, true, 10)).collect();
-    let correct = run(Mode::Correct, &packets);
+    let no_idle = FlowConfig {
+        idle_timeout_ns: 0,
+        ..FlowConfig::with_mode(Mode::Correct)
+    };
+    let correct = run_with(no_idle, &packets);
     assert_eq!(correct.len(), 2);
     assert_eq!((correct[0].end, correct[0].fwd_packets), (EndReason::FlowTimeout, 3));
     assert_eq!((correct[1].end, correct[1].fwd_packets), (EndReason::EndOfInput, 1));
@@ -690,7 +699,80 @@ fn expired_flows_come_out_in_time_order() {
     let flows = run(Mode::Correct, &packets);
     assert_eq!(flows.len(), 51);
     assert!(flows.windows(2).all(|w| w[0].first_ts_ns <= w[1].first_ts_ns));
-    assert!(flows[..50].iter().all(|f| f.end == EndReason::FlowTimeout));
+    assert!(flows[..50].iter().all(|f| f.end == EndReason::IdleTimeout));
+}
+
+/// A connectionless exchange (CoAP, DNS) that ends is written once it has been quiet for
+/// the idle timeout, among the flows of that moment, not two minutes later.
+#[test]
+fn quiet_udp_flows_end_at_the_idle_timeout_in_time_order_with_tcp() {
+    let mut get = vec![udp(0, true, 20), udp(2_000, false, 150)];
+    let mut later = udp(1_000_000, true, 20); // another request, 1 s later, from a new port
+    later.src_port = CPORT + 1;
+    get.push(later);
+    // A TCP connection 20-21 s later, closed both ways.
+    let mut tcp_conn = vec![
+        tcp(20_000_000, true, SYN, 0, 1000),
+        tcp(20_000_100, false, SYN | ACK, 0, 1000),
+        tcp(20_000_200, true, ACK, 0, 1000),
+        tcp(21_000_000, true, FIN | ACK, 0, 1000),
+        tcp(21_000_100, false, FIN | ACK, 0, 1000),
+        tcp(21_000_200, true, ACK, 0, 1000),
+    ];
+    for p in &mut tcp_conn {
+        if p.src == CLIENT {
+            p.src_port = 50_000;
+        } else {
+            p.dst_port = 50_000;
+        }
+    }
+    let mut packets = get.clone();
+    packets.extend(tcp_conn);
+    packets.push(udp(60_000_000, true, 20)); // time moves on
+
+    let flows = run(Mode::Correct, &packets);
+    let ends: Vec<(u8, EndReason)> = flows.iter().map(|f| (f.key.protocol, f.end)).collect();
+    assert_eq!(
+        ends[..3],
+        [
+            (17, EndReason::IdleTimeout),
+            (17, EndReason::IdleTimeout),
+            (6, EndReason::Fin)
+        ],
+        "both exchanges end 15 s after their last packet, before the connection of 20 s"
+    );
+    assert_eq!((flows[0].fwd_packets, flows[0].bwd_packets), (1, 1));
+    assert_eq!(flows[0].last_ts_ns - flows[0].first_ts_ns, 2_000_000);
+
+    // Without it (and in cic2017) they wait for the flow timeout and come after.
+    let no_idle = FlowConfig {
+        idle_timeout_ns: 0,
+        ..FlowConfig::with_mode(Mode::Correct)
+    };
+    let ends: Vec<u8> = run_with(no_idle, &packets).iter().map(|f| f.key.protocol).collect();
+    assert_eq!(ends[..3], [6, 17, 17]);
+}
+
+/// Packets keep a connectionless flow alive: only a gap over the idle timeout splits it.
+#[test]
+fn a_udp_flow_with_packets_closer_than_the_idle_timeout_stays_one_flow() {
+    let mut packets: Vec<PacketMeta> = (0..7).map(|i| udp(i * 10_000_000, true, 10)).collect();
+    packets.push(udp(60_000_000 + 16_000_000, true, 10)); // 16 s after the last one
+    let flows = run(Mode::Correct, &packets);
+    assert_eq!(flows.len(), 2);
+    assert_eq!((flows[0].end, flows[0].fwd_packets), (EndReason::IdleTimeout, 7));
+    assert_eq!((flows[1].end, flows[1].fwd_packets), (EndReason::EndOfInput, 1));
+    let cic = run(Mode::Cic2017, &packets);
+    assert_eq!((cic.len(), cic[0].fwd_packets), (1, 8), "cic2017 has no idle timeout");
+    let mut table = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    for p in &packets[..7] {
+        table.process(p, &mut |r| out.push(r));
+    }
+    table.advance(T0 + 75_000_000_000, &mut |r| out.push(r));
+    assert!(out.is_empty(), "15 s after the last packet is not yet past the timeout");
+    table.advance(T0 + 75_000_000_001, &mut |r| out.push(r));
+    assert_eq!(out.len(), 1);
 }
 
 #[test]
