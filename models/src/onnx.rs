@@ -168,7 +168,7 @@ fn reorder_gates(values: &[f32], cols: usize, gates: [usize; 4]) -> Vec<f32> {
         .collect()
 }
 
-fn initializer(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
+pub(crate) fn initializer(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims,
@@ -189,7 +189,7 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributePro
     }
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(crate) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Ints as i32,
@@ -198,7 +198,7 @@ fn ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,

@@ -19,14 +19,12 @@
 //! `Y`; the convolution rewrite needs our front end exactly (transpose, "same" 1-D
 //! convolution, ReLU, non-overlapping max pool, transpose). Anything else is left to tract.
 
-use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, ModelProto, NodeProto,
-    TensorProto,
-};
+use tract_onnx::pb::{tensor_proto::DataType, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
+use crate::onnx::{initializer, int};
 
 /// The model rewritten for tract, or `None` when the graph has no LSTM the rewrite covers.
 /// `input_fact` fixes the input shape so the sequence lengths are known.
@@ -149,6 +147,34 @@ fn add(nodes: &mut Vec<NodeProto>, op: &str, inputs: &[&str], output: &str, attr
         attribute,
         ..Default::default()
     });
+}
+
+/// A `Slice` of `data` over `axes` named `name`, its bounds written as initialisers.
+fn add_slice<const N: usize>(
+    nodes: &mut Vec<NodeProto>,
+    init: &mut Vec<TensorProto>,
+    data: &str,
+    axes: &str,
+    name: &str,
+    (starts, ends): ([i64; N], [i64; N]),
+) {
+    let (starts_name, ends_name) = (format!("{name}.starts"), format!("{name}.ends"));
+    init.push(ints_tensor(&starts_name, &starts));
+    init.push(ints_tensor(&ends_name, &ends));
+    add(nodes, "Slice", &[data, &starts_name, &ends_name, axes], name, vec![]);
+}
+
+/// Combines `piece` with what came before it (`acc`) by the element-wise `op`; returns the
+/// name of the result, `{piece}.{suffix}`, or `piece` itself when it is the first.
+fn fold(nodes: &mut Vec<NodeProto>, acc: Option<String>, piece: String, op: &str, suffix: &str) -> String {
+    match acc {
+        None => piece,
+        Some(prev) => {
+            let next = format!("{piece}.{suffix}");
+            add(nodes, op, &[&prev, &piece], &next, vec![]);
+            next
+        }
+    }
 }
 
 /// The front end our export writes before the LSTM, read back with its weights.
@@ -289,8 +315,8 @@ impl FrontEnd {
         let (kernel, half, pool) = (self.kernel as i64, (self.kernel / 2) as i64, self.pool as i64);
         let taps = n.of("conv.taps");
         let taps_out = n.of("conv.taps_out");
-        init.push(floats_tensor(&taps, vec![self.features as i64, kernel * c], &self.taps));
-        init.push(floats_tensor(&n.of("conv.bias"), vec![c], &self.bias));
+        init.push(initializer(&taps, vec![self.features as i64, kernel * c], &self.taps));
+        init.push(initializer(&n.of("conv.bias"), vec![c], &self.bias));
         init.push(ints_tensor(&n.of("axes12"), &[1, 2]));
         init.push(ints_tensor(&n.of("axis2"), &[2]));
         add(nodes, "MatMul", &[&self.source, &taps], &taps_out, vec![]);
@@ -314,36 +340,15 @@ impl FrontEnd {
                     continue;
                 }
                 let piece = n.of(&format!("conv.steps{from}_{to}.tap{j}"));
-                init.push(ints_tensor(&format!("{piece}.starts"), &[first, j * c]));
-                init.push(ints_tensor(&format!("{piece}.ends"), &[last, (j + 1) * c]));
-                let (starts, ends) = (format!("{piece}.starts"), format!("{piece}.ends"));
-                add(
-                    nodes,
-                    "Slice",
-                    &[&taps_out, &starts, &ends, &n.of("axes12")],
-                    &piece,
-                    vec![],
-                );
-                sum = Some(match sum {
-                    None => piece,
-                    Some(prev) => {
-                        let next = format!("{piece}.sum");
-                        add(nodes, "Add", &[&prev, &piece], &next, vec![]);
-                        next
-                    }
-                });
+                let bounds = ([first, j * c], [last, (j + 1) * c]);
+                add_slice(nodes, init, &taps_out, &n.of("axes12"), &piece, bounds);
+                sum = Some(fold(nodes, sum, piece, "Add", "sum"));
             }
             pieces.extend(sum);
         }
         let conv = n.of("conv.out");
-        let concat = AttributeProto {
-            name: "axis".into(),
-            i: 1,
-            r#type: AttributeType::Int as i32,
-            ..Default::default()
-        };
         let piece_refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        add(nodes, "Concat", &piece_refs, &conv, vec![concat]);
+        add(nodes, "Concat", &piece_refs, &conv, vec![int("axis", 1)]);
 
         // [batch, time, channels] as [batch, steps, pool·channels]: the steps each pooling
         // window takes sit side by side on the last axis, so the max is over slices of it.
@@ -354,24 +359,8 @@ impl FrontEnd {
         let mut max: Option<String> = None;
         for j in 0..pool {
             let member = n.of(&format!("pool.member{j}"));
-            init.push(ints_tensor(&format!("{member}.starts"), &[j * c]));
-            init.push(ints_tensor(&format!("{member}.ends"), &[(j + 1) * c]));
-            let (starts, ends) = (format!("{member}.starts"), format!("{member}.ends"));
-            add(
-                nodes,
-                "Slice",
-                &[&pairs, &starts, &ends, &n.of("axis2")],
-                &member,
-                vec![],
-            );
-            max = Some(match max {
-                None => member,
-                Some(prev) => {
-                    let next = format!("{member}.max");
-                    add(nodes, "Max", &[&prev, &member], &next, vec![]);
-                    next
-                }
-            });
+            add_slice(nodes, init, &pairs, &n.of("axis2"), &member, ([j * c], [(j + 1) * c]));
+            max = Some(fold(nodes, max, member, "Max", "max"));
         }
         let max = max.expect("pool size is at least 1");
         add(nodes, "Add", &[&max, &n.of("conv.bias")], &n.of("pool.biased"), vec![]);
@@ -468,9 +457,9 @@ impl Lstm {
     ) {
         let h = self.hidden as i64;
         init.extend([
-            floats_tensor(&n.of("lstm.Wt"), vec![self.input as i64, 4 * h], &self.w_t),
-            floats_tensor(&n.of("lstm.Rt"), vec![h, 4 * h], &self.r_t),
-            floats_tensor(&n.of("lstm.bias"), vec![4 * h], &self.bias),
+            initializer(&n.of("lstm.Wt"), vec![self.input as i64, 4 * h], &self.w_t),
+            initializer(&n.of("lstm.Rt"), vec![h, 4 * h], &self.r_t),
+            initializer(&n.of("lstm.bias"), vec![4 * h], &self.bias),
             ints_tensor(&n.of("axis0"), &[0]),
             ints_tensor(&n.of("axis1"), &[1]),
             ints_tensor(&n.of("0"), &[0]),
@@ -579,16 +568,6 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
-fn floats_tensor(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims,
-        data_type: DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
 fn ints_tensor(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
@@ -603,6 +582,7 @@ fn ints_tensor(name: &str, values: &[i64]) -> TensorProto {
 mod tests {
     use super::*;
     use crate::net::Net;
+    use crate::onnx::ints;
     use crate::score::{GraphPlan, Plan};
     use crate::{FEATURE_COUNT, WINDOW};
     use prost::Message;
@@ -680,12 +660,7 @@ mod tests {
         let graph = strided.graph.as_mut().expect("graph");
         let conv = graph.node.iter_mut().find(|n| n.op_type == "Conv").expect("conv");
         conv.attribute.retain(|a| a.name != "pads");
-        conv.attribute.push(AttributeProto {
-            name: "pads".into(),
-            ints: vec![2, 2],
-            r#type: AttributeType::Ints as i32,
-            ..Default::default()
-        });
+        conv.attribute.push(ints("pads", &[2, 2]));
         let rewritten = for_tract(&strided, fact(2)).expect("rewrite").expect("lstm covered");
         let graph = rewritten.graph.expect("graph");
         assert!(graph.node.iter().any(|n| n.op_type == "Conv"));
