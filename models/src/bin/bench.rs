@@ -53,6 +53,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(args.single_runs > 0, "--single-runs must be at least 1");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
     let tmp = std::env::temp_dir().join(format!("gatewatch-bench-{}", std::process::id()));
     let dir = match &args.model {
         Some(d) => d.clone(),
