@@ -132,16 +132,14 @@ fn pad_softmax_rows(graph: &mut GraphProto, shapes: &Shapes) {
             &name("padded_probs"),
             attribute,
         );
-        let mut init = Vec::new();
         add_slice(
             &mut nodes,
-            &mut init,
+            &mut graph.initializer,
             &name("padded_probs"),
             &name("axis"),
             &probs,
             ([0], [width as i64]),
         );
-        graph.initializer.extend(init);
         graph.node.splice(at - 1..at, nodes);
         at += 2;
     }
@@ -574,9 +572,8 @@ impl Lstm {
                 op("Add", &[&s("x_padded"), &s("h_padded")], &s("xh"));
                 op("MatMul", &[&s("xh"), &n.of("lstm.WRt")], &s("xw"));
             }
-            add(nodes, "Add", &[&s("xw"), &n.of("lstm.bias")], &s("g"), vec![]);
+            op("Add", &[&s("xw"), &n.of("lstm.bias")], &s("g"));
             let gates = s("g");
-            let mut op = |op: &str, inputs: &[&str], output: &str| add(nodes, op, inputs, output, vec![]);
             let axis1 = n.of("axis1");
             op("Slice", &[&gates, &n.of("0"), &n.of("3H"), &axis1], &s("iof_in"));
             op("Sigmoid", &[&s("iof_in")], &s("iof"));

@@ -326,7 +326,7 @@ impl OnnxRuntime {
 
 impl Drop for OnnxRuntime {
     fn drop(&mut self) {
-        // Closing stdin ends the script's loop.
+        // The script would end at the end of its input, but may be mid-measurement after an error.
         self.child.kill().ok();
         self.child.wait().ok();
     }
