@@ -18,11 +18,15 @@ fn file(name: &str) -> Vec<u8> {
     std::fs::read(bundled().join(name)).expect("model file")
 }
 
-/// The version the bundled model's metadata names (it changes with every retraining).
-fn bundled_version() -> String {
+/// The bundled model's metadata (its version and threshold change with every retraining).
+fn bundled_metadata() -> gatewatch_models::store::Metadata {
     gatewatch_models::store::Metadata::load(&bundled().join(gatewatch_models::store::METADATA_FILE))
         .expect("metadata.json")
-        .model_version
+}
+
+/// The version the bundled model's metadata names.
+fn bundled_version() -> String {
+    bundled_metadata().model_version
 }
 
 /// A window of 10 identical flows: a short TCP exchange of a few small packets.
@@ -85,7 +89,8 @@ async fn predict_scores_stores_explains_and_validates() {
     assert_eq!(s, Status::Ok, "{v}");
     let score = v["score"].as_f64().expect("score");
     assert!((0.0..=1.0).contains(&score));
-    assert_eq!(v["label"], if score >= 0.5 { "attack" } else { "benign" });
+    let threshold = f64::from(bundled_metadata().threshold);
+    assert_eq!(v["label"], if score >= threshold { "attack" } else { "benign" });
     assert!((v["confidence"].as_f64().expect("confidence") - (score - 0.5).abs() * 2.0).abs() < 1e-5);
     assert_eq!(v["model_version"], bundled_version().as_str());
     let probs = v["family_probs"].as_object().expect("family_probs");

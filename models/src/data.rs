@@ -6,6 +6,10 @@
 //! consecutive flows of a sequence; its family is the most frequent attack family among its
 //! flows (ties go to the most recent), benign if it holds no attack flow — the agent raises
 //! a prediction per new flow, and a window that contains attack traffic should alert.
+//!
+//! A sequence's first 1-9 flows also make partial windows, padded in front as the agent pads
+//! a device that has fewer than 10 flows when it goes quiet or the capture ends: a single
+//! exploit or a one-flow tunnel is scored, and the network learns what such windows are.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,6 +44,10 @@ pub struct Sample {
     pub family: Family,
     /// Index of the sequence it came from.
     pub sequence: usize,
+    /// Oldest rows that are padding (0 for a full window).
+    pub padded: usize,
+    /// Multiplies the window's class weight in the loss (1 unless training rebalances).
+    pub weight: f32,
 }
 
 /// The family of a window of flows (see the module comment).
@@ -58,20 +66,33 @@ pub fn window_family(flows: &[LabelledFlow]) -> Family {
         .unwrap_or(Family::Benign)
 }
 
-/// Every window of `WINDOW` consecutive flows (stride 1) of every sequence, scaled.
+/// Every window of `WINDOW` consecutive flows (stride 1) of every sequence, and the partial
+/// windows of its first flows, scaled.
 pub fn samples(sequences: &[FlowSequence], scaler: &Scaler) -> Vec<Sample> {
     samples_capped(sequences, scaler, usize::MAX)
 }
 
-/// Like [`samples`], but at most `cap` windows per sequence, evenly spaced over it: a
+/// Like [`samples`], but at most `cap` full windows per sequence, evenly spaced over it: a
 /// minute of flood is a million near-identical windows that would swamp everything else
-/// (and memory: each window is 3 KB).
+/// (and memory: each window is 3 KB). The partial windows (at most 9) come on top.
 pub fn samples_capped(sequences: &[FlowSequence], scaler: &Scaler, cap: usize) -> Vec<Sample> {
     let mut out = Vec::new();
     for (si, seq) in sequences.iter().enumerate() {
         let count = seq.flows.len().saturating_sub(WINDOW - 1);
         let stride = count.div_ceil(cap.max(1)).max(1);
         let scaled: Vec<[f32; FEATURE_COUNT]> = seq.flows.iter().map(|f| scaler.scale_row(&f.features)).collect();
+        for real in 1..WINDOW.min(seq.flows.len() + 1) {
+            let padded = WINDOW - real;
+            let mut window = [[crate::PAD_VALUE; FEATURE_COUNT]; WINDOW];
+            window[padded..].copy_from_slice(&scaled[..real]);
+            out.push(Sample {
+                window,
+                family: window_family(&seq.flows[..real]),
+                sequence: si,
+                padded,
+                weight: 1.0,
+            });
+        }
         for start in (0..count).step_by(stride) {
             let mut window = [[0.0; FEATURE_COUNT]; WINDOW];
             window.copy_from_slice(&scaled[start..start + WINDOW]);
@@ -79,6 +100,8 @@ pub fn samples_capped(sequences: &[FlowSequence], scaler: &Scaler, cap: usize) -
                 window,
                 family: window_family(&seq.flows[start..start + WINDOW]),
                 sequence: si,
+                padded: 0,
+                weight: 1.0,
             });
         }
     }
@@ -309,11 +332,25 @@ mod tests {
             flows,
         }];
         let scaler = Scaler::fit(seqs[0].flows.iter().map(|f| &f.features), Transform::Linear).expect("fits");
-        assert_eq!(samples(&seqs, &scaler).len(), 1000);
+        // 1000 full windows and the 9 partial ones of the first flows.
+        assert_eq!(samples(&seqs, &scaler).len(), 1009);
         let capped = samples_capped(&seqs, &scaler, 100);
-        assert_eq!(capped.len(), 100);
+        assert_eq!(capped.iter().filter(|s| s.padded == 0).count(), 100);
+        assert_eq!(capped.iter().filter(|s| s.padded > 0).count(), 9);
         assert!(capped.iter().any(|s| s.family == Family::Benign) && capped.iter().any(|s| s.family == Family::Scan));
-        assert_eq!(samples_capped(&seqs, &scaler, 5000).len(), 1000);
+        assert_eq!(samples_capped(&seqs, &scaler, 5000).len(), 1009);
+        let first = &capped[0];
+        assert_eq!(first.padded, WINDOW - 1);
+        assert!(first.window[..WINDOW - 1]
+            .iter()
+            .all(|r| r.iter().all(|v| *v == crate::PAD_VALUE)));
+        assert_eq!(first.window[WINDOW - 1], scaler.scale_row(&seqs[0].flows[0].features));
+        let short = [FlowSequence {
+            name: "t".into(),
+            flows: seqs[0].flows[..3].to_vec(),
+        }];
+        let partial = samples(&short, &scaler);
+        assert_eq!(partial.iter().map(|s| s.padded).collect::<Vec<_>>(), [9, 8, 7]);
     }
     use std::io::Write;
 

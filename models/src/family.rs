@@ -62,6 +62,22 @@ impl Family {
         FAMILIES[best]
     }
 
+    /// The family reported for a window, consistent with the score head's verdict: the most
+    /// probable attack family when the window is an attack, benign otherwise. The two heads
+    /// are trained apart, so the family head alone may say "benign" for a flagged window.
+    pub fn for_verdict(attack: bool, probs: &[f32]) -> Family {
+        if !attack {
+            return Family::Benign;
+        }
+        let best = probs
+            .iter()
+            .enumerate()
+            .skip(1)
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(1, |(i, _)| i);
+        FAMILIES.get(best).copied().unwrap_or(Family::Scan)
+    }
+
     /// The snake_case name used in JSON and CSV labels.
     pub fn name(self) -> &'static str {
         match self {

@@ -5,6 +5,7 @@
 //! scored at the edge and in the hub with tract. Around the network live the feature
 //! scaler, the labelled-data loaders, Shapley-value explanations and FGSM perturbations.
 
+pub mod calibrate;
 pub mod data;
 pub mod error;
 pub mod explain;
@@ -32,3 +33,9 @@ pub const WINDOW: usize = 10;
 
 /// One window of raw (unscaled) flow features, oldest flow first.
 pub type Window = [[f32; FEATURE_COUNT]; WINDOW];
+
+/// The scaled value of every feature of a padding row: a device with fewer than [`WINDOW`]
+/// flows is scored on a partial window whose oldest rows are padding. No flow scales to −4
+/// on all 78 features at once (a flow has at least one packet and a duration), so the
+/// network can tell padding from traffic; it is trained on such windows.
+pub const PAD_VALUE: f32 = -4.0;

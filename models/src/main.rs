@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use gatewatch_models::calibrate;
 use gatewatch_models::data::{self, FlowSequence, Grouping, Network};
 use gatewatch_models::family::Family;
 use gatewatch_models::net::{windows_tensor, Net};
@@ -81,6 +82,11 @@ enum Command {
         /// Recorded in metadata.json and the ONNX file.
         #[arg(long, default_value = "trained")]
         model_version: String,
+        /// Share of the windows of benign-only validation captures the chosen threshold may
+        /// flag, averaged over captures (the threshold never goes under 0.5). Both heads are
+        /// temperature-scaled first.
+        #[arg(long, default_value_t = 0.01)]
+        fp_target: f64,
     },
     /// Score labelled data with a model directory through tract and print metrics as JSON.
     Eval {
@@ -156,7 +162,11 @@ fn main() -> Result<()> {
             scaling,
             max_windows,
             model_version,
+            fp_target,
         } => {
+            if !(0.0..1.0).contains(&fp_target) {
+                bail!("--fp-target must be in [0, 1), e.g. 0.005 for 0.5 %");
+            }
             if seed.is_empty() {
                 bail!("--seed needs at least one number, e.g. --seed 1 or --seed 1,2,3,4");
             }
@@ -181,8 +191,20 @@ fn main() -> Result<()> {
             let reports: Vec<_> = runs.iter().map(|r| r.2.clone()).collect();
             let kept = train::choose(&reports).context("no run to keep")?;
             let (net, scaler, report) = &runs[kept];
-            store::save_model_dir(&out, &net.to_flat()?, scaler, &Metadata::new(&model_version))?;
-            let mut json = serde_json::json!({ "config": configs[kept], "report": report });
+            let (validation, benign_capture) = train::validation_samples(&sequences, scaler, &configs[kept]);
+            let calibration = calibrate::calibrate(net, &validation, &benign_capture, fp_target)?;
+            tracing::info!(
+                temperature = calibration.temperature,
+                family_temperature = calibration.family_temperature,
+                threshold = calibration.threshold,
+                validation_fpr = calibration.validation_false_positive_rate,
+                validation_recall = calibration.validation_recall,
+                "calibrated"
+            );
+            let mut metadata = Metadata::new(&model_version);
+            metadata.threshold = calibration.threshold;
+            store::save_model_dir(&out, &net.to_flat()?, scaler, &metadata)?;
+            let mut json = serde_json::json!({ "config": configs[kept], "report": report, "calibration": calibration });
             if runs.len() > 1 {
                 tracing::info!(seed = configs[kept].seed, "kept the run nearest the quality bar");
                 json["runs"] = configs
@@ -208,10 +230,53 @@ fn main() -> Result<()> {
             }
             let windows: Vec<Window> = samples.iter().map(|s| s.window).collect();
             let out = model.score_scaled(&windows)?;
-            let predicted: Vec<_> = out.families.iter().map(|p| Family::most_likely(p)).collect();
+            let threshold = model.metadata().threshold;
+            let predicted: Vec<_> = out
+                .scores
+                .iter()
+                .zip(&out.families)
+                .map(|(s, p)| Family::for_verdict(*s >= threshold, p))
+                .collect();
             let truth: Vec<_> = samples.iter().map(|s| s.family).collect();
-            let m = metrics::compute(&out.scores, &predicted, &truth, model.metadata().threshold);
-            println!("{}", serde_json::to_string_pretty(&m)?);
+            let m = metrics::compute(&out.scores, &predicted, &truth, threshold);
+            let mut thresholds = vec![0.5, 0.7, 0.8, 0.9, 0.95, 0.99, threshold];
+            thresholds.sort_by(f32::total_cmp);
+            thresholds.dedup();
+            let curves = metrics::family_curves(&out.scores, &truth, &thresholds);
+            let scores64: Vec<f64> = out.scores.iter().map(|s| f64::from(*s)).collect();
+            let attack: Vec<bool> = truth.iter().map(|t| t.is_attack()).collect();
+            let reliability = calibrate::reliability(&scores64, &attack);
+            let captures = per_capture(&sequences, &samples, &out.scores, threshold);
+            // Of each family's flagged windows, the share the family head names rightly.
+            let named_right: serde_json::Map<String, serde_json::Value> = gatewatch_models::FAMILIES
+                .iter()
+                .filter(|f| f.is_attack())
+                .filter_map(|&f| {
+                    let flagged: Vec<usize> = (0..truth.len())
+                        .filter(|&i| truth[i] == f && out.scores[i] >= threshold)
+                        .collect();
+                    (!flagged.is_empty()).then(|| {
+                        let right = flagged.iter().filter(|&&i| predicted[i] == f).count();
+                        (
+                            f.name().to_string(),
+                            serde_json::json!(right as f64 / flagged.len() as f64),
+                        )
+                    })
+                })
+                .collect();
+            let json = serde_json::json!({
+                "model_version": model.metadata().model_version,
+                "threshold": threshold,
+                "metrics": m,
+                "family_named_right_when_flagged": named_right,
+                "partial_windows": partial_summary(&samples, &out.scores, threshold),
+                "curves": curves,
+                "reliability": reliability,
+                "expected_calibration_error": calibrate::expected_calibration_error(&reliability),
+                "benign_captures": benign_summary(&captures),
+                "captures": captures,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Export {
             out,
@@ -235,6 +300,106 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What one capture's windows got, for the model card's per-capture tables.
+#[derive(Debug, Clone, serde::Serialize)]
+struct CaptureResult {
+    capture: String,
+    windows: usize,
+    partial_windows: usize,
+    benign_windows: usize,
+    benign_flagged: usize,
+    attack_windows: usize,
+    attack_flagged: usize,
+    /// Highest score of any window.
+    max_score: f32,
+}
+
+fn per_capture(
+    sequences: &[FlowSequence],
+    samples: &[data::Sample],
+    scores: &[f32],
+    threshold: f32,
+) -> Vec<CaptureResult> {
+    let mut out: Vec<CaptureResult> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (sample, &score) in samples.iter().zip(scores) {
+        let name = &sequences[sample.sequence].name;
+        let capture = name.split('#').next().unwrap_or(name);
+        let capture = Path::new(capture)
+            .file_name()
+            .map_or(capture.to_string(), |f| f.to_string_lossy().into_owned());
+        let i = *index.entry(capture.clone()).or_insert_with(|| {
+            out.push(CaptureResult {
+                capture,
+                windows: 0,
+                partial_windows: 0,
+                benign_windows: 0,
+                benign_flagged: 0,
+                attack_windows: 0,
+                attack_flagged: 0,
+                max_score: 0.0,
+            });
+            out.len() - 1
+        });
+        let c = &mut out[i];
+        let flagged = usize::from(score >= threshold);
+        c.windows += 1;
+        c.partial_windows += usize::from(sample.padded > 0);
+        c.max_score = c.max_score.max(score);
+        if sample.family.is_attack() {
+            c.attack_windows += 1;
+            c.attack_flagged += flagged;
+        } else {
+            c.benign_windows += 1;
+            c.benign_flagged += flagged;
+        }
+    }
+    out
+}
+
+/// Benign-only captures: windows flagged overall, captures above 5 %, the ten worst.
+fn benign_summary(captures: &[CaptureResult]) -> serde_json::Value {
+    let benign: Vec<&CaptureResult> = captures.iter().filter(|c| c.attack_windows == 0).collect();
+    let windows: usize = benign.iter().map(|c| c.windows).sum();
+    let flagged: usize = benign.iter().map(|c| c.benign_flagged).sum();
+    let share = |c: &CaptureResult| c.benign_flagged as f64 / c.windows.max(1) as f64;
+    let mut worst: Vec<&CaptureResult> = benign.iter().copied().filter(|c| c.benign_flagged > 0).collect();
+    worst.sort_by(|a, b| {
+        share(b)
+            .total_cmp(&share(a))
+            .then(b.benign_flagged.cmp(&a.benign_flagged))
+    });
+    worst.truncate(10);
+    serde_json::json!({
+        "captures": benign.len(),
+        "captures_with_windows": benign.iter().filter(|c| c.windows > 0).count(),
+        "windows": windows,
+        "flagged": flagged,
+        "flagged_share": flagged as f64 / windows.max(1) as f64,
+        "captures_above_5_percent": benign.iter().filter(|c| share(c) > 0.05).count(),
+        "worst": worst,
+    })
+}
+
+/// Partial windows (a device's first flows, padded) apart: how many, how many flagged.
+fn partial_summary(samples: &[data::Sample], scores: &[f32], threshold: f32) -> serde_json::Value {
+    let (mut benign, mut benign_flagged, mut attack, mut attack_flagged) = (0usize, 0usize, 0usize, 0usize);
+    for (s, &score) in samples.iter().zip(scores).filter(|(s, _)| s.padded > 0) {
+        let flagged = usize::from(score >= threshold);
+        if s.family.is_attack() {
+            attack += 1;
+            attack_flagged += flagged;
+        } else {
+            benign += 1;
+            benign_flagged += flagged;
+        }
+    }
+    serde_json::json!({
+        "benign": benign, "benign_flagged": benign_flagged,
+        "attack": attack, "attack_flagged": attack_flagged,
+    })
 }
 
 fn load(args: &DataArgs) -> Result<Vec<FlowSequence>> {

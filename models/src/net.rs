@@ -122,6 +122,16 @@ impl Net {
         })
     }
 
+    /// Divides the score head's logits by `score_t` and the family head's by `family_t`
+    /// (temperature scaling, folded into the heads' weights and biases).
+    pub fn scale_heads(&self, score_t: f64, family_t: f64) -> Result<()> {
+        for (i, t) in [(6, score_t), (7, score_t), (8, family_t), (9, family_t)] {
+            let scaled = (self.p(i) / t)?;
+            self.vars[i].set(&scaled)?;
+        }
+        Ok(())
+    }
+
     /// Attack probabilities and family probabilities for `[B, 10, 78]` scaled features.
     pub fn predict(&self, x: &Tensor) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let out = self.forward(x)?;

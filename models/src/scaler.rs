@@ -177,6 +177,16 @@ impl Scaler {
         w.map(|row| std::array::from_fn(|j| self.scale_value(j, f64::from(row[j]))))
     }
 
+    /// Scales a partial window: its oldest `padded` rows are padding (whatever they hold) and
+    /// become [`crate::PAD_VALUE`] rows; the rest are flows.
+    pub fn scale_window_padded(&self, w: &Window, padded: usize) -> Window {
+        let mut out = self.scale_window(w);
+        for row in out.iter_mut().take(padded.min(crate::WINDOW - 1)) {
+            *row = [crate::PAD_VALUE; FEATURE_COUNT];
+        }
+        out
+    }
+
     /// Refuses a scaler for another feature schema or with unusable numbers.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Error::BadModel(format!("scaler: {m}"));

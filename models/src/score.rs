@@ -187,15 +187,12 @@ pub struct Prediction {
 
 impl Prediction {
     fn new(score: f32, family_probs: Vec<f32>, threshold: f32) -> Prediction {
+        let attack = score >= threshold;
         Prediction {
             score,
-            label: if score >= threshold {
-                Label::Attack
-            } else {
-                Label::Benign
-            },
+            label: if attack { Label::Attack } else { Label::Benign },
             confidence: (score - 0.5).abs() * 2.0,
-            family: Family::most_likely(&family_probs),
+            family: Family::for_verdict(attack, &family_probs),
             family_probs,
         }
     }
@@ -259,7 +256,17 @@ impl Model {
 
     /// Scores windows of raw features (the scaler is applied here).
     pub fn score(&self, windows: &[crate::Window]) -> Result<Vec<Prediction>> {
-        let scaled: Vec<crate::Window> = windows.iter().map(|w| self.scaler.scale_window(w)).collect();
+        self.score_padded(windows, &[])
+    }
+
+    /// Scores windows of raw features of which some are partial: `padded[i]` oldest rows of
+    /// window `i` are padding (see [`crate::PAD_VALUE`]); missing entries mean none.
+    pub fn score_padded(&self, windows: &[crate::Window], padded: &[usize]) -> Result<Vec<Prediction>> {
+        let scaled: Vec<crate::Window> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.scaler.scale_window_padded(w, padded.get(i).copied().unwrap_or(0)))
+            .collect();
         let out = self.score_scaled(&scaled)?;
         Ok(out
             .scores

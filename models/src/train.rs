@@ -252,6 +252,7 @@ pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Sca
             crate::WINDOW
         )));
     }
+    balance_benign_captures(&mut train_set, &train_seqs);
     let net = Net::new(config.seed)?;
     let judged_on = (!val_seqs.is_empty()).then_some(&val_seqs[..]);
     let report = train_judged(&net, &train_set, &val_set, judged_on, config)?;
@@ -270,6 +271,58 @@ pub fn fit(sequences: &[FlowSequence], config: &TrainConfig) -> Result<(Net, Sca
         );
     }
     Ok((net, scaler, report))
+}
+
+/// Weighs each benign window by 1/√(benign windows of its capture), scaled so that the benign
+/// windows keep their total weight: a five-minute lab capture of ten chatty devices would
+/// otherwise outweigh two hundred short real captures of other applications, and real benign
+/// variety is what keeps false alarms down on networks the model has not seen.
+pub fn balance_benign_captures(samples: &mut [Sample], sequences: &[FlowSequence]) {
+    let mut per_capture: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for s in samples.iter().filter(|s| !s.family.is_attack()) {
+        *per_capture.entry(capture_of(&sequences[s.sequence])).or_default() += 1;
+    }
+    let raw = |s: &Sample| 1.0 / (per_capture[capture_of(&sequences[s.sequence])] as f64).sqrt();
+    let benign: Vec<f64> = samples.iter().filter(|s| !s.family.is_attack()).map(raw).collect();
+    if benign.is_empty() {
+        return;
+    }
+    let mean = benign.iter().sum::<f64>() / benign.len() as f64;
+    for s in samples.iter_mut().filter(|s| !s.family.is_attack()) {
+        s.weight = (raw(s) / mean) as f32;
+    }
+}
+
+/// The validation windows [`fit`] judged a run on (the same split from the same
+/// `split_seed`), scaled with `scaler`: what calibration fits on. Beside each window, its
+/// capture's number if the capture holds no attack (`None` otherwise, and for windows held
+/// out one by one when there are too few captures).
+pub fn validation_samples(
+    sequences: &[FlowSequence],
+    scaler: &Scaler,
+    config: &TrainConfig,
+) -> (Vec<Sample>, Vec<Option<usize>>) {
+    let (train_seqs, val_seqs) = split_sequences(sequences, config.validation_fraction, config.split_seed);
+    let cap = config.max_windows_per_sequence;
+    if val_seqs.is_empty() {
+        let all = samples_capped(&train_seqs, scaler, cap);
+        let held = split_windows(all, config.validation_fraction, config.split_seed).1;
+        let none = vec![None; held.len()];
+        return (held, none);
+    }
+    let samples = samples_capped(&val_seqs, scaler, cap);
+    let attacked = captures_with_attacks(&val_seqs);
+    let mut names: Vec<&str> = val_seqs.iter().map(capture_of).collect();
+    names.sort_unstable();
+    names.dedup();
+    let captures = samples
+        .iter()
+        .map(|s| {
+            let c = capture_of(&val_seqs[s.sequence]);
+            (!attacked.contains(c)).then(|| names.binary_search(&c).unwrap_or(0))
+        })
+        .collect();
+    (samples, captures)
 }
 
 /// The capture a sequence comes from: its name up to the device (`file#device`).
@@ -534,8 +587,14 @@ pub fn batch_loss(
         .map(|s| f32::from(u8::from(s.family.is_attack())))
         .collect();
     let families: Vec<usize> = batch.iter().map(|s| s.family.index()).collect();
-    let w_score: Vec<f32> = families.iter().map(|&f| weights.score[f]).collect();
-    let w_family: Vec<f32> = families.iter().map(|&f| weights.family[f]).collect();
+    let w_score: Vec<f32> = batch
+        .iter()
+        .map(|s| weights.score[s.family.index()] * s.weight)
+        .collect();
+    let w_family: Vec<f32> = batch
+        .iter()
+        .map(|s| weights.family[s.family.index()] * s.weight)
+        .collect();
     let out = net.forward(&x)?;
     let bce = bce_with_logits(&out.score_logits, &vector(&y, dtype)?, &vector(&w_score, dtype)?)?;
     let ce = cross_entropy(
@@ -684,8 +743,9 @@ mod tests {
         let report = fit(&captures(), &config).expect("fit").2;
         let v = report.validation.expect("validation figures");
         assert_eq!(v.captures.len(), 2);
-        // One benign-only capture: three devices of 12 flows, three windows each.
-        assert_eq!(v.benign_only_windows, 9);
+        // One benign-only capture: three devices of 12 flows, three full windows and nine
+        // partial ones (their first 1-9 flows) each.
+        assert_eq!(v.benign_only_windows, 36);
         assert!(v.benign_only_flagged <= v.benign_only_windows);
         let families: Vec<Family> = v.recall.iter().map(|r| r.0).collect();
         assert!(
@@ -723,12 +783,48 @@ mod tests {
     }
 
     #[test]
+    fn benign_captures_are_balanced_by_the_square_root_of_their_windows() {
+        let seq = |name: &str| FlowSequence {
+            name: format!("{name}#10.0.0.1"),
+            flows: Vec::new(),
+        };
+        let sequences = [seq("big.csv"), seq("small.csv"), seq("attack.csv")];
+        let sample = |sequence: usize, family: Family| Sample {
+            window: [[0.0; FEATURE_COUNT]; crate::WINDOW],
+            family,
+            sequence,
+            padded: 0,
+            weight: 1.0,
+        };
+        // 100 benign windows of one capture, 4 of another, 10 scan windows.
+        let mut samples: Vec<Sample> = std::iter::repeat_n(0, 100)
+            .chain(std::iter::repeat_n(1, 4))
+            .map(|q| sample(q, Family::Benign))
+            .chain(std::iter::repeat_n(2, 10).map(|q| sample(q, Family::Scan)))
+            .collect();
+        super::balance_benign_captures(&mut samples, &sequences);
+        let total = |q: usize| {
+            samples
+                .iter()
+                .filter(|s| s.sequence == q)
+                .map(|s| f64::from(s.weight))
+                .sum::<f64>()
+        };
+        // Totals in the ratio √100 : √4 = 5 : 1, the benign windows' sum unchanged.
+        assert!((total(0) / total(1) - 5.0).abs() < 1e-4, "{} / {}", total(0), total(1));
+        assert!((total(0) + total(1) - 104.0).abs() < 1e-3);
+        assert_eq!(total(2), 10.0, "attack windows keep their weight");
+    }
+
+    #[test]
     fn each_attack_family_weighs_the_same_in_the_binary_loss() {
         // 600 benign, 360 DoS and 40 IoT-flood windows.
         let sample = |family| Sample {
             window: [[0.0; FEATURE_COUNT]; crate::WINDOW],
             family,
             sequence: 0,
+            padded: 0,
+            weight: 1.0,
         };
         let samples: Vec<Sample> = std::iter::repeat_n(Family::Benign, 600)
             .chain(std::iter::repeat_n(Family::DosDdos, 360))

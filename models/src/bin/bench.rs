@@ -350,6 +350,8 @@ fn training_step() -> Result<()> {
                     FAMILIES[1 + i % 8]
                 },
                 sequence: 0,
+                padded: 0,
+                weight: 1.0,
             })
             .collect();
         let weights = ClassWeights::from_samples(&samples);
