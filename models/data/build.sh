@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Builds the default model's dataset as labelled flow CSVs (CIC-IDS2017 "TrafficLabelling"
-# layout) from three sources, and writes the train/test split by capture:
-#   sim-*    the agent's packet simulator, every scenario, several seeds and intensities;
-#   lab-*    captures of real tools in network namespaces (models/data/lab.sh);
-#   shared-* the real captures in ../shared/pcaps (benign, and the CIC-IDS2017 XSS excerpt).
-# Seed 1 of the simulator and the lab is the test set; the benign shared captures are split by name.
+# layout) from four sources, and writes the train/test split by capture:
+#   sim-*     the agent's packet simulator, every scenario, several seeds and intensities;
+#   lab-*     captures of real tools in network namespaces (models/data/lab.sh), one folder
+#             per topology variant;
+#   shared-*  the real captures in ../shared/pcaps/ndpi (benign, and the CIC-IDS2017 XSS excerpt);
+#   corpus-*  the 345 real benign application captures in ../shared/pcaps/corpus/benign.
+# Test set: seed 1 of the simulator, every capture of the --lab-test variants (a topology no
+# training capture has), the benign shared captures named below, and 3 in 10 of the corpus
+# captures, drawn by a hash of the file name. The suspect corpus (malware downloads, tunnels,
+# mining) is left out of training: models/data/short_attacks.sh scores it.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: bash models/data/build.sh --agent PATH --out DIR [--lab DIR] [--seeds N] [--duration D]
+Usage: bash models/data/build.sh --agent PATH --out DIR [--lab DIR]... [--lab-test DIR]...
+                                 [--seeds N] [--duration D]
 
   --agent PATH   gatewatch-agent binary (cargo build -p gatewatch-agent)
   --out DIR      where the CSVs, train.txt and test.txt go
-  --lab DIR      captures and labels.csv written by models/data/lab.sh (skipped when absent)
+  --lab DIR      captures and labels.csv written by models/data/lab.sh, for training (every
+                 seed); repeat it for each topology variant. CSVs are named after the folder.
+  --lab-test DIR the same, held out for testing whole (the variant no training capture has)
   --seeds N      simulator seeds per scenario (default 4; seed 1 is held out for testing)
   --duration D   simulated capture length (default 60s)
 
@@ -22,12 +30,14 @@ Then:  gatewatch-models train --data $(cat DIR/train.txt) --devices 192.168.1.0/
 EOF
 }
 
-agent="" out="" lab="" seeds=4 duration=60s
+agent="" out="" seeds=4 duration=60s
+labs=() lab_tests=()
 while (($#)); do
     case $1 in
         --agent) agent=${2:?}; shift 2 ;;
         --out) out=${2:?}; shift 2 ;;
-        --lab) lab=${2:?}; shift 2 ;;
+        --lab) labs+=("${2:?}"); shift 2 ;;
+        --lab-test) lab_tests+=("${2:?}"); shift 2 ;;
         --seeds) seeds=${2:?}; shift 2 ;;
         --duration) duration=${2:?}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -65,22 +75,27 @@ for seed in $(seq 1 "$seeds"); do
     echo "   seed $seed done" >&2
 done
 
-if [[ -n $lab && -f $lab/labels.csv ]]; then
-    echo "== lab captures from $lab" >&2
-    while IFS=, read -r capture _scenario family attackers start end seed _packets; do
+lab_folder() { # DIR ROLE
+    local lab=$1 role=$2 variant
+    [[ -f $lab/labels.csv ]] || { echo "build.sh: $lab/labels.csv is missing (run models/data/lab.sh --out $lab)" >&2; exit 1; }
+    variant=$(basename "$lab")
+    echo "== lab captures from $lab ($role)" >&2
+    while IFS=, read -r capture _scenario family attackers start end _seed _packets; do
         [[ $capture == capture ]] && continue
-        name="lab-${capture%.pcap}"
+        name="lab-$variant-${capture#lab-}"
+        name=${name%.pcap}
         args=(features --pcap "$lab/$capture" --layout labelled --out "$out/$name.csv")
         if [[ $family != benign ]]; then
             for a in $attackers; do args+=(--attacker "$a"); done
             args+=(--attack-label "$family" --attack-window "$start,$end")
         fi
         "$agent" "${args[@]}" 2>>"$out/build.log"
-        if ((seed == 1)); then split "$name.csv" test; else split "$name.csv" train; fi
+        split "$name.csv" "$role"
     done <"$lab/labels.csv"
-else
-    echo "!! no lab captures (--lab DIR with labels.csv): the dataset has simulator and shared captures only" >&2
-fi
+}
+for lab in "${labs[@]}"; do lab_folder "$lab" train; done
+for lab in "${lab_tests[@]}"; do lab_folder "$lab" test; done
+((${#labs[@]})) || echo "!! no lab captures (--lab DIR): the dataset has simulator and shared captures only" >&2
 
 echo "== shared captures from $shared" >&2
 # Benign captures: these go to training, the rest of the benign list is held out to measure
@@ -100,5 +115,21 @@ done
 "$agent" features --pcap "$shared/ndpi/WebattackXSS.pcap" --layout labelled --attacker 172.16.0.1 \
     --attack-label web_attack --out "$out/shared-WebattackXSS.csv" 2>>"$out/build.log"
 split shared-WebattackXSS.csv train
+
+echo "== real benign application captures from $shared/corpus/benign" >&2
+corpus=0
+for file in "$shared"/corpus/benign/*; do
+    base=$(basename "$file")
+    base=${base%%.*}
+    # 3 in 10 held out, by a hash of the name: the same split on every machine.
+    bucket=$(($(printf '%s' "$base" | cksum | cut -d' ' -f1) % 10))
+    # A truncated capture still gives the flows before the cut (and a non-zero status).
+    "$agent" features --pcap "$file" --layout labelled --out "$out/corpus-$base.csv" 2>>"$out/build.log" ||
+        echo "   $base: $(tail -1 "$out/build.log")" >&2
+    [[ -s $out/corpus-$base.csv ]] || { echo "build.sh: $file gave no CSV (see $out/build.log)" >&2; exit 1; }
+    if ((bucket < 3)); then split "corpus-$base.csv" test; else split "corpus-$base.csv" train; fi
+    corpus=$((corpus + 1))
+done
+echo "   $corpus corpus captures" >&2
 
 echo "== $(wc -l <"$out/train.txt") training and $(wc -l <"$out/test.txt") test captures in $out" >&2

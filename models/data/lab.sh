@@ -10,22 +10,43 @@
 set -uo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-NET=10.99.0
-CAM=$NET.10      # IoT camera: HTTP, sshd, ftp
-SENSOR=$NET.11   # CoAP sensor
-BROKER=$NET.12   # mosquitto; also the "controller" that polls the devices
-DNS=$NET.200     # dnsmasq
-C2=$NET.201      # external host / command-and-control
-WEB=$NET.202     # external web site (HTTP and HTTPS) the laptop browses
-LAPTOP=$NET.20   # a user's laptop behind the gateway: web browsing and video
+# The lab's topology comes in variants, so that training sees more than one network and a
+# variant no training capture has can be held out: addresses and subnet, MTU, round trips and
+# jitter of the internet side, and the pace of the devices' own traffic differ. The variant
+# travels to the role processes (`lab.sh __role`) in the environment.
+VARIANT=${GWLAB_VARIANT:-home}
+case $VARIANT in
+    home) # the original lab: 10.99.0.0/24, Ethernet MTU, 16-70 ms round trips
+        NET=10.99.0 NET6=fd00:99: MTU=1500 WAN_MIN=8 WAN_SPAN=28 WAN_JITTER=3 TEMPO=100 GAP=100
+        read -r H_CAM H_SENSOR H_BROKER H_LAPTOP H_ATTACKER H_DNS H_C2 H_WEB <<<"10 11 12 20 66 200 201 202" ;;
+    office) # a /24 of 192.168, MTU 1400 (a tunnelled uplink), 40-120 ms, slower devices, faster floods
+        NET=192.168.50 NET6=fd00:50: MTU=1400 WAN_MIN=20 WAN_SPAN=41 WAN_JITTER=5 TEMPO=160 GAP=60
+        read -r H_CAM H_SENSOR H_BROKER H_LAPTOP H_ATTACKER H_DNS H_C2 H_WEB <<<"101 102 2 150 77 53 99 180" ;;
+    campus) # 10.20.30.0/24, a LAN-like 4-20 ms, flood rates spread over 0.5-3x per capture
+        NET=10.20.30 NET6=fd00:1020: MTU=1500 WAN_MIN=2 WAN_SPAN=9 WAN_JITTER=1 TEMPO=120 GAP=250 SPREAD=1
+        read -r H_CAM H_SENSOR H_BROKER H_LAPTOP H_ATTACKER H_DNS H_C2 H_WEB <<<"40 41 30 120 13 250 251 252" ;;
+    isp) # held out from training: 172.20.7.0/24, PPPoE's MTU 1492, 80-240 ms, busier devices, slower floods
+        NET=172.20.7 NET6=fd00:172:20: MTU=1492 WAN_MIN=40 WAN_SPAN=81 WAN_JITTER=8 TEMPO=60 GAP=180
+        read -r H_CAM H_SENSOR H_BROKER H_LAPTOP H_ATTACKER H_DNS H_C2 H_WEB <<<"21 37 5 64 250 1 140 141" ;;
+    *) printf 'lab.sh: unknown variant %s (home, office, campus or isp)\n' "$VARIANT" >&2; exit 2 ;;
+esac
+SPREAD=${SPREAD:-0}
+export GWLAB_VARIANT=$VARIANT
+CAM=$NET.$H_CAM           # IoT camera: HTTP, sshd, ftp
+SENSOR=$NET.$H_SENSOR     # CoAP sensor
+BROKER=$NET.$H_BROKER     # mosquitto; also the "controller" that polls the devices
+DNS=$NET.$H_DNS           # dnsmasq
+C2=$NET.$H_C2             # external host / command-and-control
+WEB=$NET.$H_WEB           # external web site (HTTP and HTTPS) the laptop browses
+LAPTOP=$NET.$H_LAPTOP     # a user's laptop behind the gateway: web browsing and video
 # The laptop and the web site also speak IPv6, as most home networks and big sites do.
-LAPTOP6=fd00:99::14
-WEB6=fd00:99::ca
-ATTACKER=$NET.66
+LAPTOP6=$NET6:14
+WEB6=$NET6:ca
+ATTACKER=$NET.$H_ATTACKER
 
 usage() {
     cat <<'EOF'
-Usage: bash models/data/lab.sh [--out DIR] [--seeds N] [--quick] [--agent PATH]
+Usage: bash models/data/lab.sh [--out DIR] [--seeds N] [--quick] [--agent PATH] [--variant NAME]
                                [--only NAME[,NAME...]] [--no-install] [--benign-seconds LOW-HIGH]
 
 Builds labelled captures (pcap) of benign IoT traffic and of attacks made by real tools
@@ -48,6 +69,12 @@ Options:
   --seeds N     build seeds 1..N; each seed varies timing and intensity (default 4)
   --quick       one seed, short scenarios (about 2-3 minutes in all)
   --agent PATH  a gatewatch-agent binary: also extract labelled flow features per capture
+  --variant NAME
+                topology: home (10.99.0.0/24, MTU 1500, 16-70 ms round trips; the default),
+                office (192.168.50.0/24, MTU 1400, 40-120 ms, other host numbers, slower
+                device traffic, faster floods), campus (10.20.30.0/24, 4-20 ms, flood rates
+                spread 0.5-3x around a slower base) or isp (172.20.7.0/24, MTU 1492,
+                80-240 ms, busier devices, slower floods: the variant held out from training)
   --only LIST   comma-separated scenario names to build (default: all)
   --no-install  do not apt-get missing packages (scenarios whose tools miss are skipped)
   --benign-seconds LOW-HIGH
@@ -70,7 +97,7 @@ die() { log "lab.sh: $*"; exit 1; }
 # Sleeps a seeded random time between $1 and $2 milliseconds.
 rsleep() {
     local lo=$1 hi=$2 ms
-    ms=$((lo + RANDOM % (hi - lo + 1)))
+    ms=$(((lo + RANDOM % (hi - lo + 1)) * TEMPO / 100))
     sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
 }
 
@@ -234,8 +261,8 @@ make_topology() {
     ip -n "$GW" link set wan0 up
     ip -n "$GW" tuntap add wanl mode tap || die "cannot create TAP devices (is /dev/net/tun there?)"
     ip -n "$GW" tuntap add wanw mode tap || die "cannot create TAP devices"
-    ip -n "$GW" link set wanl master br0 up
-    ip -n "$GW" link set wanw master wan0 up
+    ip -n "$GW" link set wanl mtu "$MTU" master br0 up
+    ip -n "$GW" link set wanw mtu "$MTU" master wan0 up
     for h in camera sensor broker dns c2 attacker laptop web; do
         addr=${HOSTNS[$h]}
         i=$((i + 1))
@@ -247,8 +274,8 @@ make_topology() {
         ip -n "$GW" link add "p$i-$h" type veth peer name eth0 netns "$(ns "$h")" ||
             die "cannot create veth for $h"
         case $h in
-            dns | c2 | web) ip -n "$GW" link set "p$i-$h" master wan0 up ;;
-            *) ip -n "$GW" link set "p$i-$h" master br0 up ;;
+            dns | c2 | web) ip -n "$GW" link set "p$i-$h" mtu "$MTU" master wan0 up ;;
+            *) ip -n "$GW" link set "p$i-$h" mtu "$MTU" master br0 up ;;
         esac
         # No segmentation offload: the capture must hold wire-sized packets, as a real
         # gateway would see, not 64 KB super-packets that only exist inside the kernel.
@@ -259,7 +286,7 @@ make_topology() {
         ip -n "$(ns "$h")" link set lo up
         ip -n "$(ns "$h")" addr add "$addr/24" dev eth0
         ip -n "$(ns "$h")" link set eth0 address "02:00:0a:63:00:$(printf '%02x' "${addr##*.}")"
-        ip -n "$(ns "$h")" link set eth0 up
+        ip -n "$(ns "$h")" link set eth0 mtu "$MTU" up
         [[ $h == laptop ]] && ip -n "$(ns "$h")" addr add "$LAPTOP6/64" dev eth0 nodad
         [[ $h == web ]] && ip -n "$(ns "$h")" addr add "$WEB6/64" dev eth0 nodad
         if [[ $h == web ]]; then
@@ -283,12 +310,12 @@ make_topology() {
 WAN_PID=
 start_wan() { # seed
     local one_way rwnd
-    one_way=$((8 + $1 % 28))
+    one_way=$((WAN_MIN + $1 % WAN_SPAN))
     # Servers on the internet open with different receive windows (in segments).
     rwnd=$((10 + $1 % 35))
     in_ns web ip route change "$NET.0/24" dev eth0 initrwnd "$rwnd"
-    in_ns web ip -6 route change fd00:99::/64 dev eth0 metric 256 initrwnd "$rwnd"
-    ip netns exec "$GW" /usr/bin/python3 "$(dirname "$SELF")/wan.py" wanl wanw "$one_way" 3 "$1" \
+    in_ns web ip -6 route change "$NET6:/64" dev eth0 metric 256 initrwnd "$rwnd"
+    ip netns exec "$GW" /usr/bin/python3 "$(dirname "$SELF")/wan.py" wanl wanw "$one_way" "$WAN_JITTER" "$1" \
         >>"$WORK/wan.log" 2>&1 &
     WAN_PID=$!
     for _ in $(seq 1 30); do
@@ -565,7 +592,7 @@ attack_scan_syn() {
     FAMILY=scan ATTACKERS=$ATTACKER
     local ports targets speed
     scale ports 600 400 2000
-    pick targets "$CAM" "$CAM" "$NET.10-12" "$NET.10,12"
+    pick targets "$CAM" "$CAM" "$NET.$H_CAM,$H_SENSOR,$H_BROKER" "$NET.$H_CAM,$H_BROKER"
     pick speed 3 4 4 5
     in_ns attacker timeout 40 nmap -sS -Pn -n -T"$speed" --max-retries 1 \
         --host-timeout 30s -p "1-$ports" "$targets" >>"$WORK/attack.log" 2>&1
@@ -574,7 +601,7 @@ attack_scan_syn() {
 attack_scan_udp() {
     FAMILY=scan ATTACKERS=$ATTACKER
     local targets high
-    pick targets "$SENSOR" "$CAM" "$NET.10-11" "$DNS"
+    pick targets "$SENSOR" "$CAM" "$NET.$H_CAM,$H_SENSOR" "$DNS"
     scale high 10010 10005 10040
     in_ns attacker timeout 40 nmap -sU -Pn -n -T4 --max-retries 1 --host-timeout 25s \
         -p "53,67-69,111,123,137,161,162,500,514,520,1434,1900,5060,5353,5683,5684,10000-$high" \
@@ -585,7 +612,7 @@ attack_scan_connect() {
     FAMILY=scan ATTACKERS=$ATTACKER
     local ports targets speed
     scale ports 400 300 1500
-    pick targets "$CAM" "$BROKER" "$NET.10-12"
+    pick targets "$CAM" "$BROKER" "$NET.$H_CAM,$H_SENSOR,$H_BROKER"
     pick speed 3 4 4
     in_ns attacker timeout 40 nmap -sT -Pn -n -T"$speed" --max-retries 1 --host-timeout 30s \
         -p "1-$ports" "$targets" >>"$WORK/attack.log" 2>&1
@@ -599,6 +626,8 @@ attack_dos_syn_flood() {
     [[ $target == "$BROKER" ]] && port=1883
     scale count 3000 2000 6000
     pick gap 100 200 300 500
+    gap=$((gap * GAP / 100))
+    ((SPREAD)) && gap=$((gap * (50 + RANDOM % 251) / 100))
     in_ns attacker timeout 30 hping3 -q -S -p "$port" -c "$count" -i "u$gap" "$target" >>"$WORK/attack.log" 2>&1
 }
 
@@ -617,6 +646,8 @@ attack_dos_udp_flood() {
     pick size 32 64 256 512
     scale count 3000 2000 6000
     pick gap 100 200 300 500
+    gap=$((gap * GAP / 100))
+    ((SPREAD)) && gap=$((gap * (50 + RANDOM % 251) / 100))
     for target in "${services[first]}" "${services[(first + 1) % ${#services[@]}]}" "$high"; do
         in_ns attacker timeout 12 hping3 -q --udp -p "${target#*:}" -d "$size" -c $((count / 3)) -i "u$gap" \
             "${target%:*}" >>"$WORK/attack.log" 2>&1
@@ -920,6 +951,15 @@ AGENT=
 ONLY=
 NO_INSTALL=0
 BENIGN_SECONDS=240-360
+# The variant sets the addresses at the top of this file: start over with it in the environment.
+args=("$@")
+for ((k = 0; k < ${#args[@]}; k++)); do
+    if [[ ${args[k]} == --variant ]]; then
+        want=${args[k + 1]:-}
+        [[ -n $want ]] || die "--variant needs a name (home, office, campus or isp)"
+        [[ $want == "$VARIANT" ]] || GWLAB_VARIANT=$want exec bash "$SELF" "$@"
+    fi
+done
 while (($#)); do
     case $1 in
         --out) OUT=${2:?--out needs a folder}; shift 2 ;;
@@ -928,6 +968,7 @@ while (($#)); do
         --agent) AGENT=${2:?--agent needs a path}; shift 2 ;;
         --only) ONLY=${2:?--only needs scenario names}; shift 2 ;;
         --no-install) NO_INSTALL=1; shift ;;
+        --variant) shift 2 ;; # taken before the loop
         --benign-seconds) BENIGN_SECONDS=${2:?--benign-seconds needs LOW-HIGH}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
