@@ -35,6 +35,8 @@ environment overrides in brackets):
   detect.model_dir         model directory [./models/default or /usr/share/gatewatch-agent/model] (GATEWATCH_MODEL_DIR)
   detect.batch             windows per tract run [64]
   detect.max_wait_ms       a ready window waits at most this long for its batch [200]
+  detect.partial_after_ms  a device with fewer than 10 flows is scored on a padded window after
+                           this long without a new flow; 0 = only at shutdown [5000]
   uplink.batch_max         detections per MQTT message [100]
   uplink.batch_wait_ms     a detection waits at most this long to be sent [200]
   uplink.in_flight         batches sent ahead of the hub's acknowledgement [32]
@@ -111,6 +113,7 @@ pub struct DetectSection {
     pub model_dir: Option<PathBuf>,
     pub batch: usize,
     pub max_wait_ms: u64,
+    pub partial_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -207,6 +210,7 @@ impl Default for DetectSection {
             model_dir: None,
             batch: 64,
             max_wait_ms: 200,
+            partial_after_ms: 5_000,
         }
     }
 }

@@ -251,6 +251,11 @@ struct ScoreArgs {
     /// With --interface: windows wait at most this long for their batch to fill.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     max_wait: Duration,
+    /// A device with fewer than 10 flows is scored on a padded window once it has had no
+    /// new flow for this long (in the capture's time for files), and at the end of a file;
+    /// 0s: only at the end.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    partial_after: Duration,
     /// With --interface: stop after this long (default: until interrupted).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -537,6 +542,7 @@ fn score(args: ScoreArgs) -> Result<()> {
     );
     let mut config = DetectConfig::new(networks);
     config.batch = args.batch;
+    config.partial_after_ns = i64::try_from(args.partial_after.as_nanos()).context("--partial-after is too long")?;
     let detector = RefCell::new(Detector::new(Arc::new(model), config));
     let mut out = output(args.out.as_ref())?;
     let mut failure: Option<anyhow::Error> = None;
@@ -561,7 +567,7 @@ fn score(args: ScoreArgs) -> Result<()> {
             }
         };
         let (summary, result) = pipeline::run_file(pcap, flow_config, Pace::Fastest, &mut emit, |s| report(s, false));
-        if let Err(e) = detector.borrow_mut().flush(&mut write) {
+        if let Err(e) = detector.borrow_mut().finish(&mut write) {
             model_error.get_or_insert(e);
         }
         if let Err(e) = result {
@@ -576,7 +582,14 @@ fn score(args: ScoreArgs) -> Result<()> {
         let write = RefCell::new(write);
         let model_error = RefCell::new(None);
         let flush = || {
-            if let Err(e) = detector.borrow_mut().flush(&mut *write.borrow_mut()) {
+            let mut detector = detector.borrow_mut();
+            let mut write = write.borrow_mut();
+            if let Err(e) = detector.tick(&mut *write).and_then(|()| detector.flush(&mut *write)) {
+                model_error.borrow_mut().get_or_insert(e);
+            }
+        };
+        let finish = || {
+            if let Err(e) = detector.borrow_mut().finish(&mut *write.borrow_mut()) {
                 model_error.borrow_mut().get_or_insert(e);
             }
         };
@@ -596,7 +609,7 @@ fn score(args: ScoreArgs) -> Result<()> {
             }
             duration.is_some_and(|d| s.elapsed >= d)
         })?;
-        flush();
+        finish();
         if let Some(e) = model_error.into_inner() {
             failure.get_or_insert(anyhow::Error::new(e).context("scoring"));
         }
@@ -612,8 +625,9 @@ fn score(args: ScoreArgs) -> Result<()> {
         .map(|(f, n)| format!("{}={n}", f.name()))
         .collect();
     eprintln!(
-        "scored {} windows of {} devices in {} batches ({:.1} ms in tract, {:.0} windows/s overall): {} attack windows{}{}",
+        "scored {} windows ({} partial) of {} devices in {} batches ({:.1} ms in tract, {:.0} windows/s overall): {} attack windows{}{}",
         stats.scored,
+        stats.scored_partial,
         stats.windows.devices,
         stats.batches,
         stats.inference_seconds * 1e3,
@@ -676,9 +690,12 @@ fn reload(
     differs("uplink", fresh.uplink != running.uplink);
     differs("spool", fresh.spool != running.spool);
     differs("metrics_listen", fresh.metrics_listen != running.metrics_listen);
-    differs("detect.model_dir/batch/max_wait_ms", {
+    differs("detect.model_dir/batch/max_wait_ms/partial_after_ms", {
         let (a, b) = (&fresh.detect, &running.detect);
-        a.model_dir != b.model_dir || a.batch != b.batch || a.max_wait_ms != b.max_wait_ms
+        a.model_dir != b.model_dir
+            || a.batch != b.batch
+            || a.max_wait_ms != b.max_wait_ms
+            || a.partial_after_ms != b.partial_after_ms
     });
     if needs_restart.is_empty() {
         tracing::info!("SIGHUP: configuration reloaded");

@@ -256,6 +256,9 @@ pub fn pipeline(
     };
     let mut detect_config = DetectConfig::new(config.networks()?);
     detect_config.batch = config.detect.batch;
+    detect_config.partial_after_ns = i64::try_from(config.detect.partial_after_ms)
+        .unwrap_or(i64::MAX / 1_000_000)
+        .saturating_mul(1_000_000);
     let overrides_path = config.state_dir.join(crate::detect::monitor::FILE);
     detect_config.overrides = Overrides::load(&overrides_path).map_err(|source| RunError::State {
         path: overrides_path,
@@ -453,6 +456,12 @@ impl Stage {
         if !self.replays.is_empty() {
             self.pump_replays();
         }
+        {
+            let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+            if let Err(e) = self.detector.tick(&mut emit) {
+                tracing::error!(error = %e, "scoring failed; windows dropped");
+            }
+        }
         if self.detector.pending() > 0 && self.last_flush.elapsed() >= self.max_wait {
             self.flush();
         }
@@ -571,7 +580,14 @@ impl Stage {
             self.pump_replays();
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.flush();
+        // Devices with fewer than 10 flows are scored on what they have.
+        self.last_flush = Instant::now();
+        {
+            let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+            if let Err(e) = self.detector.finish(&mut emit) {
+                tracing::error!(error = %e, "scoring failed; windows dropped");
+            }
+        }
         self.copy_metrics();
         Ok(())
     }

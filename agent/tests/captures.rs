@@ -183,6 +183,19 @@ fn assert_one_line_error(args: &[&str], names: &str, problem: &str) {
 }
 
 #[test]
+fn old_pcap_versions_that_libpcap_reads_are_read() {
+    // nfsv2.pcap is a version 2.1 file (tcpdump reads its 156 packets).
+    let mut file = gatewatch_agent::capture::CaptureFile::open(shared("corpus/benign/nfsv2.pcap")).expect("opens");
+    let mut frames = 0;
+    file.for_each(|_| {
+        frames += 1;
+        true
+    })
+    .expect("reads");
+    assert_eq!(frames, 156);
+}
+
+#[test]
 fn invalid_captures_give_one_line_errors() {
     let cases = [
         ("invalid/pcap-invalid-version-1.pcap", "unsupported pcap version 1.4"),

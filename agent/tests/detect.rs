@@ -197,3 +197,61 @@ fn the_score_command_prints_detections_and_a_summary() {
     assert!(!no_model.status.success());
     assert!(String::from_utf8_lossy(&no_model.stderr).contains("cannot load the model"));
 }
+
+#[test]
+fn a_quiet_device_with_few_flows_is_scored_on_a_padded_window() {
+    // Three flows of a port scan: the device never reaches ten.
+    let scan = flows(Some(AttackType::PortScan), 10);
+    let few: Vec<FlowRecord> = scan
+        .iter()
+        .filter(|f| f.key.src == IpAddr::V4(TARGET) || f.key.dst == IpAddr::V4(TARGET))
+        .take(3)
+        .cloned()
+        .collect();
+    assert_eq!(few.len(), 3);
+    let mut config = DetectConfig::new(vec![format!("{TARGET}/32").parse().expect("network")]);
+    config.partial_after_ns = 50_000_000;
+    let mut detector = Detector::new(model(), config);
+    let mut out = Vec::new();
+    for f in &few {
+        detector.push(f, &mut |d| out.push(d)).expect("scoring works");
+    }
+    detector.tick(&mut |d| out.push(d)).expect("scoring works");
+    detector.flush(&mut |d| out.push(d)).expect("scoring works");
+    assert!(out.is_empty(), "nothing before the device has been quiet for 50 ms");
+    // Live sources: the data clock runs on with the wall clock between flows.
+    std::thread::sleep(Duration::from_millis(80));
+    detector.tick(&mut |d| out.push(d)).expect("scoring works");
+    detector.flush(&mut |d| out.push(d)).expect("scoring works");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].padded_flows, 7);
+    assert_eq!(out[0].window.last_flow_id, few[2].id);
+    detector.finish(&mut |d| out.push(d)).expect("scoring works");
+    assert_eq!(out.len(), 1, "scored once per quiet spell");
+    assert_eq!(detector.stats().scored_partial, 1);
+}
+
+#[test]
+fn every_device_with_few_flows_is_scored_when_a_capture_ends() {
+    let agent = env!("CARGO_BIN_EXE_gatewatch-agent");
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/pcaps/corpus/suspect/xss.pcap");
+    let out = Command::new(agent)
+        .args(["score", "--devices", "192.168.0.0/16", "--model"])
+        .arg(model_dir())
+        .arg("--pcap")
+        .arg(&pcap)
+        .output()
+        .expect("run score");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let detections: Vec<Detection> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a detection"))
+        .collect();
+    // Two flows between two devices: one partial window each.
+    let mut devices: Vec<String> = detections.iter().map(|d| d.device.to_string()).collect();
+    devices.sort();
+    assert_eq!(devices, ["192.168.3.107", "192.168.3.109"], "{stderr}");
+    assert!(detections.iter().all(|d| d.padded_flows == 8), "{detections:?}");
+    assert!(stderr.contains("scored 2 windows (2 partial)"), "{stderr}");
+}

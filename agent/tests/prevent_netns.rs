@@ -56,6 +56,7 @@ fn detection(device: &str, peer: &str) -> Detection {
         model_version: "test".into(),
         inference_latency_ms: 0.1,
         peer: Some(peer.parse().expect("ip")),
+        padded_flows: 0,
     }
 }
 

@@ -54,6 +54,7 @@ fn batch(agent: Uuid, epoch: Uuid, seq: u64, devices: &[&str], n: usize) -> Pred
                     model_version: "m1".into(),
                     inference_latency_ms: 0.2,
                     peer: None,
+                    padded_flows: 0,
                 },
                 prevention: Vec::new(),
             })

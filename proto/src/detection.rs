@@ -27,6 +27,14 @@ pub struct Detection {
     /// attacker or command server of an attack window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<IpAddr>,
+    /// Rows of the window that are padding: a device with fewer than 10 flows is scored on
+    /// a partial window once it goes quiet (0, and absent from JSON, for a full window).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub padded_flows: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 impl Detection {

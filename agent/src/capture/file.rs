@@ -28,7 +28,7 @@ pub enum FileError {
     NotACapture { path: PathBuf, magic: String },
     #[error("{path}: gzip-compressed, but the content is not a pcap or pcapng file")]
     GzipNotACapture { path: PathBuf },
-    #[error("{path}: unsupported pcap version {major}.{minor} (only 2.4 exists)")]
+    #[error("{path}: unsupported pcap version {major}.{minor} (2.0 to 2.4 exist)")]
     PcapVersion { path: PathBuf, major: u16, minor: u16 },
     #[error("{path}: unsupported pcapng section version {major}.{minor} (only 1.0 exists)")]
     PcapngVersion { path: PathBuf, major: u16, minor: u16 },
@@ -187,7 +187,9 @@ impl CaptureFile {
                 Ok((offset, block)) => {
                     let keep_going = match block {
                         PcapBlockOwned::LegacyHeader(header) => {
-                            if header.version_major != 2 || header.version_minor != 4 {
+                            // 2.4 since 1998; libpcap still reads the older 2.0-2.3 files
+                            // (their records may swap caplen and len: the larger one is kept).
+                            if header.version_major != 2 || header.version_minor > 4 {
                                 return Err(FileError::PcapVersion {
                                     path,
                                     major: header.version_major,

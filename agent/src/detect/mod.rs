@@ -2,7 +2,9 @@
 //!
 //! Windows that become ready together are scored in one tract run: up to `batch` of them
 //! wait in `pending`, and the caller flushes on a timer (live capture) or at the end of a
-//! file, so a quiet network still gets its verdicts promptly.
+//! file, so a quiet network still gets its verdicts promptly. The same timer
+//! ([`Detector::tick`]) makes the partial windows of quiet devices with fewer than 10 flows
+//! ready, and [`Detector::finish`] those still waiting when the data ends.
 
 pub mod monitor;
 pub mod window;
@@ -18,6 +20,9 @@ use gatewatch_proto::{Detection, FlowRecord};
 
 pub use window::{ReadyWindow, WindowStats, Windows};
 
+/// Quiet time after which a device with fewer than 10 flows is scored: 5 s.
+pub const DEFAULT_PARTIAL_AFTER_NS: i64 = 5_000_000_000;
+
 /// How the detector groups and batches.
 #[derive(Debug, Clone)]
 pub struct DetectConfig {
@@ -30,6 +35,9 @@ pub struct DetectConfig {
     pub max_devices: usize,
     /// A device without flows for this long is forgotten (its window starts over).
     pub device_idle_ns: i64,
+    /// A device with fewer than 10 flows is scored on a padded window after this long
+    /// without a new flow (0: only when the data ends).
+    pub partial_after_ns: i64,
 }
 
 impl DetectConfig {
@@ -40,6 +48,7 @@ impl DetectConfig {
             batch: 64,
             max_devices: 65_536,
             device_idle_ns: 3_600 * 1_000_000_000,
+            partial_after_ns: DEFAULT_PARTIAL_AFTER_NS,
         }
     }
 }
@@ -49,6 +58,8 @@ impl DetectConfig {
 pub struct DetectStats {
     pub windows: WindowStats,
     pub scored: u64,
+    /// Of the scored windows, partial ones (a device with fewer than 10 flows).
+    pub scored_partial: u64,
     pub attacks: u64,
     /// Attack windows per most probable family, in [`FAMILIES`] order.
     pub attacks_per_family: [u64; FAMILY_COUNT],
@@ -67,6 +78,10 @@ pub struct Detector {
     pending: Vec<ReadyWindow>,
     batch: usize,
     stats: DetectStats,
+    /// When the windows' data clock last moved: between flows, [`Detector::tick`] lets it
+    /// run on with the wall clock, so a quiet device's partial window is not held back until
+    /// some other flow completes.
+    clock_moved: (i64, Instant),
 }
 
 impl Detector {
@@ -77,10 +92,12 @@ impl Detector {
                 monitor::Monitored::new(config.networks, config.overrides),
                 config.max_devices,
                 config.device_idle_ns,
-            ),
+            )
+            .with_partial_after(config.partial_after_ns),
             pending: Vec::with_capacity(config.batch.max(1)),
             batch: config.batch.max(1),
             stats: DetectStats::default(),
+            clock_moved: (i64::MIN, Instant::now()),
         }
     }
 
@@ -124,10 +141,36 @@ impl Detector {
     /// Adds a completed flow; scores a full batch when one is ready.
     pub fn push(&mut self, flow: &FlowRecord, emit: &mut impl FnMut(Detection)) -> Result<(), gatewatch_models::Error> {
         self.windows.push(flow, &mut self.pending);
+        if self.windows.clock_ns() > self.clock_moved.0 {
+            self.clock_moved = (self.windows.clock_ns(), Instant::now());
+        }
         if self.pending.len() >= self.batch {
             self.flush(emit)?;
         }
         Ok(())
+    }
+
+    /// Makes the partial windows that are due ready, with the data clock moved on by the wall
+    /// time since the last flow (sources at their own pace: live capture, paced replay).
+    /// Scores a batch if one is full; the caller's timer flushes the rest.
+    pub fn tick(&mut self, emit: &mut impl FnMut(Detection)) -> Result<(), gatewatch_models::Error> {
+        let (clock, at) = self.clock_moved;
+        if clock == i64::MIN {
+            return Ok(());
+        }
+        let now = clock.saturating_add(i64::try_from(at.elapsed().as_nanos()).unwrap_or(i64::MAX));
+        self.windows.advance(now, &mut self.pending);
+        if self.pending.len() >= self.batch {
+            self.flush(emit)?;
+        }
+        Ok(())
+    }
+
+    /// The data has ended (end of a file, shutdown): scores every waiting partial window and
+    /// everything pending.
+    pub fn finish(&mut self, emit: &mut impl FnMut(Detection)) -> Result<(), gatewatch_models::Error> {
+        self.windows.finish(&mut self.pending);
+        self.flush(emit)
     }
 
     /// Scores every pending window. On a model error the pending windows are dropped
@@ -138,8 +181,9 @@ impl Detector {
         }
         let ready = std::mem::take(&mut self.pending);
         let windows: Vec<gatewatch_models::Window> = ready.iter().map(|r| *r.features).collect();
+        let padded: Vec<usize> = ready.iter().map(|r| r.padded).collect();
         let started = Instant::now();
-        let predictions = match self.model.score(&windows) {
+        let predictions = match self.model.score_padded(&windows, &padded) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.failed += windows.len() as u64;
@@ -153,6 +197,7 @@ impl Detector {
         for (window, p) in ready.into_iter().zip(predictions) {
             let attack = p.label == Label::Attack;
             self.stats.scored += 1;
+            self.stats.scored_partial += u64::from(window.padded > 0);
             if attack {
                 self.stats.attacks += 1;
                 self.stats.attacks_per_family[p.family.index()] += 1;
@@ -173,6 +218,7 @@ impl Detector {
                 model_version: version.clone(),
                 inference_latency_ms: seconds * 1e3,
                 peer: Some(window.peer),
+                padded_flows: window.padded as u8,
             });
         }
         // Keep the capacity: batches come again and again.

@@ -3,8 +3,14 @@
 //! A device is a monitored address (see [`Monitored`]); a flow counts for each of its
 //! endpoints that is a device (a flow between two devices is in both windows). From the
 //! 10th flow of a device on, every new flow makes a window of its last 10 flows ready.
+//!
+//! A device with fewer than 10 flows is not left unscored: once it has had no new flow for
+//! `partial_after_ns` (or when the capture ends, [`Windows::finish`]), its flows so far make
+//! a partial window, padded in front and marked by [`ReadyWindow::padded`]. A single exploit,
+//! a one-flow tunnel or the first probes of a new attacker are scored within that delay.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::IpAddr;
 
 use gatewatch_models::data::Network;
@@ -21,8 +27,10 @@ pub struct ReadyWindow {
     pub span: WindowSpan,
     /// The address most of the window's flows have at their other end (the latest on a tie).
     pub peer: IpAddr,
-    /// Raw features, oldest flow first.
+    /// Raw features, oldest flow first; the first `padded` rows are padding.
     pub features: Box<Window>,
+    /// Rows that hold no flow: 0 for a full window, 10 − flows for a partial one.
+    pub padded: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +46,9 @@ struct Slot {
 struct Device {
     recent: VecDeque<Slot>,
     last_seen_ns: i64,
+    /// When its partial window is due: set while it has fewer than 10 flows and one came
+    /// since its last partial window.
+    partial_due_ns: Option<i64>,
 }
 
 /// Counters of the windowing stage.
@@ -48,6 +59,8 @@ pub struct WindowStats {
     /// Flows of no monitored device.
     pub flows_ignored: u64,
     pub windows_ready: u64,
+    /// Of those, partial windows of devices with fewer than 10 flows.
+    pub partial_windows: u64,
     /// Devices currently tracked.
     pub devices: usize,
     /// Devices forgotten after `idle_ns` without a flow.
@@ -64,6 +77,13 @@ pub struct Windows {
     max_devices: usize,
     idle_ns: i64,
     next_sweep_ns: i64,
+    /// Quiet time after which a device with fewer than 10 flows is scored; 0: never (only
+    /// at [`Windows::finish`]).
+    partial_after_ns: i64,
+    /// Partial windows by due time; entries a device has outgrown are skipped when popped.
+    partial_due: BinaryHeap<Reverse<(i64, IpAddr)>>,
+    /// The latest flow end seen: the data's own clock (packet time for files).
+    clock_ns: i64,
     stats: WindowStats,
 }
 
@@ -77,8 +97,23 @@ impl Windows {
             max_devices,
             idle_ns,
             next_sweep_ns: i64::MIN,
+            partial_after_ns: 0,
+            partial_due: BinaryHeap::new(),
+            clock_ns: i64::MIN,
             stats: WindowStats::default(),
         }
+    }
+
+    /// Scores a device with fewer than 10 flows once it has been quiet for `after_ns`
+    /// (0: only when the data ends).
+    pub fn with_partial_after(mut self, after_ns: i64) -> Windows {
+        self.partial_after_ns = after_ns.max(0);
+        self
+    }
+
+    /// The latest flow end seen, in ns (`i64::MIN` before the first flow).
+    pub fn clock_ns(&self) -> i64 {
+        self.clock_ns
     }
 
     pub fn stats(&self) -> WindowStats {
@@ -108,6 +143,7 @@ impl Windows {
 
     /// Adds a completed flow; appends the windows it makes ready.
     pub fn push(&mut self, flow: &FlowRecord, ready: &mut Vec<ReadyWindow>) {
+        self.clock_ns = self.clock_ns.max(flow.last_ts_ns);
         self.sweep(flow.last_ts_ns);
         let endpoints = [flow.key.src, flow.key.dst];
         let mut counted = false;
@@ -133,8 +169,16 @@ impl Windows {
                 features: flow.features_f32(),
             });
             if device.recent.len() == WINDOW {
+                device.partial_due_ns = None;
                 ready.push(Self::window_of(ip, &device.recent));
                 self.stats.windows_ready += 1;
+            } else if self.partial_after_ns > 0 {
+                let due = self.clock_ns.saturating_add(self.partial_after_ns);
+                device.partial_due_ns = Some(due);
+                self.partial_due.push(Reverse((due, ip)));
+            } else {
+                // Only the end of the data scores it; any time in the past will do.
+                device.partial_due_ns = Some(i64::MIN);
             }
         }
         if counted {
@@ -142,14 +186,63 @@ impl Windows {
         } else {
             self.stats.flows_ignored += 1;
         }
+        self.advance(self.clock_ns, ready);
     }
 
+    /// Makes the partial windows due by `now_ns` ready: devices with fewer than 10 flows that
+    /// have been quiet for the partial delay.
+    pub fn advance(&mut self, now_ns: i64, ready: &mut Vec<ReadyWindow>) {
+        while let Some(&Reverse((due, ip))) = self.partial_due.peek() {
+            if due > now_ns {
+                break;
+            }
+            self.partial_due.pop();
+            self.release_partial(ip, Some(due), ready);
+        }
+    }
+
+    /// The data has ended: every device with fewer than 10 flows and a flow since its last
+    /// partial window gets one now, in the order their flows came.
+    pub fn finish(&mut self, ready: &mut Vec<ReadyWindow>) {
+        let mut waiting: Vec<(i64, IpAddr)> = self
+            .devices
+            .iter()
+            .filter_map(|(ip, d)| d.partial_due_ns.map(|_| (d.last_seen_ns, *ip)))
+            .collect();
+        waiting.sort_unstable();
+        for (_, ip) in waiting {
+            self.release_partial(ip, None, ready);
+        }
+        self.partial_due.clear();
+    }
+
+    /// Emits `ip`'s partial window if it is still due (`due` None: whenever it is waiting).
+    fn release_partial(&mut self, ip: IpAddr, due: Option<i64>, ready: &mut Vec<ReadyWindow>) {
+        let Some(device) = self.devices.get_mut(&ip) else {
+            return;
+        };
+        let waiting = match (device.partial_due_ns, due) {
+            (Some(d), Some(want)) => d == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !waiting || device.recent.is_empty() || device.recent.len() >= WINDOW {
+            return;
+        }
+        device.partial_due_ns = None;
+        ready.push(Self::window_of(ip, &device.recent));
+        self.stats.windows_ready += 1;
+        self.stats.partial_windows += 1;
+    }
+
+    /// The window of a device's recent flows (1 to 10 of them; fewer are padded in front).
     fn window_of(device: IpAddr, recent: &VecDeque<Slot>) -> ReadyWindow {
+        let padded = WINDOW - recent.len().min(WINDOW);
         let mut features = Box::new([[0f32; FEATURE_COUNT]; WINDOW]);
-        for (row, slot) in features.iter_mut().zip(recent) {
+        for (row, slot) in features[padded..].iter_mut().zip(recent) {
             *row = slot.features;
         }
-        let (first, last) = (&recent[0], &recent[WINDOW - 1]);
+        let (first, last) = (&recent[0], &recent[recent.len() - 1]);
         let count = |ip: IpAddr| recent.iter().filter(|s| s.peer == ip).count();
         // max_by_key keeps the last of equals: oldest first, so a tie goes to the latest.
         let peer = recent
@@ -167,6 +260,7 @@ impl Windows {
                 last_ts_ns: recent.iter().map(|s| s.last_ts_ns).max().unwrap_or(last.last_ts_ns),
             },
             features,
+            padded,
         }
     }
 
@@ -236,6 +330,69 @@ mod tests {
         let firsts: Vec<f32> = last.features.iter().map(|row| row[0]).collect();
         assert_eq!(firsts, (3..=12).map(|i| i as f32).collect::<Vec<_>>());
         assert_eq!(w.stats().windows_ready, 3);
+    }
+
+    const SEC: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_quiet_device_with_few_flows_gets_a_padded_window_after_the_delay() {
+        let mut w = Windows::new(nets(&["10.0.0.0/8"]), 16, i64::MAX / 2).with_partial_after(5 * SEC);
+        let mut ready = Vec::new();
+        for id in 1..=3 {
+            w.push(&flow(id, "10.0.0.5", "1.1.1.1", id as i64), &mut ready);
+        }
+        assert!(ready.is_empty());
+        // The last flow ended at 3 s + 5 ns: due at 8 s + 5 ns.
+        w.advance(8 * SEC, &mut ready);
+        assert!(ready.is_empty(), "not before the delay");
+        w.advance(8 * SEC + 5, &mut ready);
+        assert_eq!(ready.len(), 1);
+        let p = &ready[0];
+        assert_eq!(p.padded, 7);
+        assert_eq!((p.span.first_flow_id, p.span.last_flow_id), (1, 3));
+        let firsts: Vec<f32> = p.features.iter().map(|row| row[0]).collect();
+        assert_eq!(firsts, [0., 0., 0., 0., 0., 0., 0., 1., 2., 3.]);
+        w.advance(100 * SEC, &mut ready);
+        w.finish(&mut ready);
+        assert_eq!(ready.len(), 1, "once per quiet spell");
+        assert_eq!(w.stats().partial_windows, 1);
+    }
+
+    #[test]
+    fn another_devices_flow_moves_the_clock_and_the_end_scores_what_waits() {
+        let mut w = Windows::new(nets(&["10.0.0.0/8"]), 16, i64::MAX / 2).with_partial_after(5 * SEC);
+        let mut ready = Vec::new();
+        w.push(&flow(1, "10.0.0.5", "1.1.1.1", 0), &mut ready);
+        w.push(&flow(2, "10.0.0.6", "1.1.1.1", 2), &mut ready);
+        assert!(ready.is_empty());
+        w.push(&flow(3, "10.0.0.7", "1.1.1.1", 6), &mut ready);
+        assert_eq!(ready.len(), 1, "10.0.0.5 was due at 5 s");
+        assert_eq!(ready[0].device, "10.0.0.5".parse::<IpAddr>().expect("ip"));
+        assert_eq!(ready[0].padded, 9);
+        w.finish(&mut ready);
+        let devices: Vec<String> = ready.iter().map(|r| r.device.to_string()).collect();
+        assert_eq!(devices, ["10.0.0.5", "10.0.0.6", "10.0.0.7"]);
+    }
+
+    #[test]
+    fn a_device_that_reaches_ten_flows_gets_full_windows_only() {
+        let mut w = Windows::new(nets(&["10.0.0.0/8"]), 16, i64::MAX / 2).with_partial_after(5 * SEC);
+        let mut ready = Vec::new();
+        for id in 1..=10 {
+            w.push(&flow(id, "10.0.0.5", "1.1.1.1", 0), &mut ready);
+        }
+        w.advance(60 * SEC, &mut ready);
+        w.finish(&mut ready);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].padded, 0);
+        // Without a delay, partial windows come only at the end of the data.
+        let mut w = Windows::new(nets(&["10.0.0.0/8"]), 16, i64::MAX / 2);
+        let mut ready = Vec::new();
+        w.push(&flow(1, "10.0.0.5", "1.1.1.1", 0), &mut ready);
+        w.advance(i64::MAX, &mut ready);
+        assert!(ready.is_empty());
+        w.finish(&mut ready);
+        assert_eq!(ready.len(), 1);
     }
 
     #[test]

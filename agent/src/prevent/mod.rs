@@ -268,6 +268,7 @@ mod tests {
             model_version: "m".into(),
             inference_latency_ms: 0.1,
             peer: peer.map(|p| p.parse().expect("ip")),
+            padded_flows: 0,
         }
     }
 

@@ -189,6 +189,7 @@ mod tests {
             model_version: "m".into(),
             inference_latency_ms: 0.1,
             peer: None,
+            padded_flows: 0,
         };
         Scored {
             detection,

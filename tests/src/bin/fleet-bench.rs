@@ -104,6 +104,7 @@ fn prediction(device: IpAddr, seq: u64) -> PredictionMsg {
             model_version: "bench".into(),
             inference_latency_ms: 0.05,
             peer: None,
+            padded_flows: 0,
         },
         prevention: Vec::new(),
     }
