@@ -273,13 +273,16 @@ impl AgentConfig {
             }
             None => AgentConfig::default(),
         };
-        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// `GATEWATCH_<KEY>` overrides for the keys an operator changes per machine.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+    /// `GATEWATCH_<KEY>` overrides for the keys an operator changes per machine. A value that
+    /// is not one of the allowed ones is an error: an unknown source must not quietly run the
+    /// simulator (an IDS watching made-up packets and reporting healthy), nor a misspelt
+    /// "enforce" quietly mean dry run.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("GATEWATCH_NAME") {
             self.name = Some(v);
         }
@@ -296,7 +299,14 @@ impl AgentConfig {
             self.source.kind = match v.trim() {
                 "interface" => SourceKind::Interface,
                 "pcap" => SourceKind::Pcap,
-                _ => SourceKind::Simulator,
+                "simulator" => SourceKind::Simulator,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "GATEWATCH_SOURCE",
+                        problem: format!("is {other:?}"),
+                        fix: "use interface, pcap or simulator",
+                    })
+                }
             };
         }
         if let Some(v) = get("GATEWATCH_INTERFACE") {
@@ -313,11 +323,22 @@ impl AgentConfig {
             self.detect.model_dir = Some(v.into());
         }
         if let Some(v) = get("GATEWATCH_PREVENT_ENFORCE") {
-            self.prevent.enforce = matches!(v.trim(), "1" | "true" | "yes");
+            self.prevent.enforce = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "GATEWATCH_PREVENT_ENFORCE",
+                        problem: format!("is {v:?}"),
+                        fix: "use true or false (also 1/0, yes/no, on/off)",
+                    })
+                }
+            };
         }
         if let Some(v) = get("GATEWATCH_LOG") {
             self.log = v;
         }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -554,7 +575,8 @@ mod tests {
             "GATEWATCH_HUB_MQTT_URL" => Some("mqtt://10.0.0.1:8883".into()),
             "GATEWATCH_DEVICES" => Some("10.1.0.0/16, 10.2.0.0/16".into()),
             _ => None,
-        });
+        })
+        .expect("valid overrides");
         let broker = c.broker(Some("mqtts://enrolled:8883")).expect("valid");
         assert_eq!(
             (broker.host.as_str(), broker.port, broker.tls),
@@ -569,9 +591,36 @@ mod tests {
             DEFAULT_MQTT_URL
         );
         assert_eq!(c.detect.devices, ["10.1.0.0/16", "10.2.0.0/16"]);
-        c.apply_env(|k| (k == "GATEWATCH_PREVENT_ENFORCE").then(|| "true".into()));
+        c.apply_env(|k| (k == "GATEWATCH_PREVENT_ENFORCE").then(|| "true".into()))
+            .expect("valid");
         assert!(c.prevent.enforce);
+        c.apply_env(|k| (k == "GATEWATCH_PREVENT_ENFORCE").then(|| "Off".into()))
+            .expect("valid");
+        assert!(!c.prevent.enforce);
         let unknown = toml::from_str::<AgentConfig>("[hub]\nmqtt = \"x\"\n").expect_err("unknown key");
         assert!(unknown.to_string().contains("mqtt"), "{unknown}");
+    }
+
+    #[test]
+    fn invalid_environment_values_are_errors_not_fallbacks() {
+        for (key, value, allowed) in [
+            ("GATEWATCH_SOURCE", "pcapng", "interface, pcap or simulator"),
+            ("GATEWATCH_SOURCE", "", "interface, pcap or simulator"),
+            ("GATEWATCH_PREVENT_ENFORCE", "enforce", "true or false"),
+            ("GATEWATCH_PREVENT_ENFORCE", "ture", "true or false"),
+        ] {
+            let mut c = AgentConfig::default();
+            let e = c
+                .apply_env(|k| (k == key).then(|| value.to_string()))
+                .expect_err("an invalid value is refused");
+            let text = e.to_string();
+            assert!(text.contains(key) && text.contains(allowed), "{text}");
+            assert_eq!(c.source.kind, SourceKind::Simulator, "nothing changed for {key}");
+            assert!(!c.prevent.enforce);
+        }
+        let mut c = AgentConfig::default();
+        c.apply_env(|k| (k == "GATEWATCH_SOURCE").then(|| " interface ".into()))
+            .expect("valid");
+        assert_eq!(c.source.kind, SourceKind::Interface);
     }
 }

@@ -104,7 +104,9 @@ pub struct TableStats {
 #[derive(Debug)]
 pub struct FlowTable {
     config: FlowConfig,
-    index: HashMap<TupleKey, u32, foldhash::fast::FixedState>,
+    /// 5-tuples come from the network: a fixed seed would let an attacker precompute keys
+    /// that collide and slow the table down while it floods, so every table draws its own.
+    index: HashMap<TupleKey, u32, foldhash::fast::RandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     timeouts: VecDeque<Deadline>,
@@ -119,7 +121,7 @@ impl FlowTable {
     pub fn new(config: FlowConfig) -> Self {
         FlowTable {
             config,
-            index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x9e37_79b9_7f4a_7c15)),
+            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             slots: Vec::new(),
             free: Vec::new(),
             timeouts: VecDeque::new(),
@@ -373,5 +375,28 @@ impl FlowTable {
         self.next_id += 1;
         self.stats.flows_emitted += 1;
         emit(record);
+    }
+}
+
+#[cfg(test)]
+mod hashing {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn every_table_hashes_tuples_with_a_seed_of_its_own() {
+        // Keys that collide in one table must not collide in the next (HashDoS).
+        let key = TupleKey::new(
+            "10.0.0.1".parse().expect("ip"),
+            "10.0.0.2".parse().expect("ip"),
+            40_000,
+            80,
+            6,
+        );
+        let hashes: std::collections::HashSet<u64> = (0..8)
+            .map(|_| FlowTable::new(FlowConfig::default()).index.hasher().hash_one(key))
+            .collect();
+        assert!(hashes.len() > 1, "eight tables hashed a tuple alike");
     }
 }
