@@ -351,7 +351,7 @@ impl Spool {
         }
         self.stats.acked += seq - self.acked_seq;
         self.acked_seq = seq;
-        write_acked(&self.dir, seq)?;
+        write_acked(&self.dir, seq, self.config.fsync != Fsync::Never)?;
         while let Some(first) = self.segments.front() {
             if first.records == 0 || first.first_seq + first.records - 1 > seq {
                 break;
@@ -476,7 +476,7 @@ impl Spool {
         // Everything in it counts as settled: moving the ack mark past it keeps the order.
         if end > 0 && end - 1 > self.acked_seq {
             self.acked_seq = end - 1;
-            write_acked(&self.dir, self.acked_seq)?;
+            write_acked(&self.dir, self.acked_seq, self.config.fsync != Fsync::Never)?;
         }
         self.remove_front()?;
         if self.read.seq < end {
@@ -552,25 +552,35 @@ fn scan(path: &Path) -> Result<(u64, u64, u64), SpoolError> {
     }
 }
 
+/// The last acknowledged sequence number. An empty or torn file (a power cut between the
+/// write and its rename on a file system that reorders them) counts as nothing acknowledged:
+/// every record still on disk is sent again, and the hub's idempotent inserts drop the copies.
+/// A spool that refused to open would stop the agent from reporting at all.
 fn read_acked(dir: &Path) -> Result<u64, SpoolError> {
     let path = dir.join(ACKED_FILE);
     match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| SpoolError::Io {
-            path,
-            source: io::Error::new(io::ErrorKind::InvalidData, "not a sequence number"),
-        }),
+        Ok(text) => Ok(text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(path = %path.display(), content = %text.escape_debug(), "unreadable spool acknowledgement; everything on disk will be sent again");
+            0
+        })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(0),
         Err(source) => Err(SpoolError::Io { path, source }),
     }
 }
 
-fn write_acked(dir: &Path, seq: u64) -> Result<(), SpoolError> {
+/// Replaces the acknowledgement file: fsynced (file and directory) unless the spool runs
+/// with `fsync = never`.
+fn write_acked(dir: &Path, seq: u64, durable: bool) -> Result<(), SpoolError> {
     let path = dir.join(ACKED_FILE);
-    let tmp = dir.join(format!("{ACKED_FILE}.tmp"));
     let io_err = |source| SpoolError::Io {
         path: path.clone(),
         source,
     };
+    if durable {
+        return crate::state_file::write_atomic(&path, seq.to_string().as_bytes(), false).map_err(io_err);
+    }
+    let tmp = dir.join(format!("{ACKED_FILE}.tmp"));
     fs::write(&tmp, seq.to_string()).map_err(io_err)?;
     fs::rename(&tmp, &path).map_err(io_err)
 }
@@ -643,6 +653,29 @@ mod tests {
         assert_eq!(rest[0].payload, payload(5));
         // New records continue the numbering.
         assert_eq!(spool.append(b"after").expect("append"), Some(11));
+    }
+
+    #[test]
+    fn an_empty_or_torn_acknowledgement_file_resends_instead_of_refusing_to_open() {
+        for broken in [&b""[..], b"12\x00\x00", b"garbage"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            {
+                let mut spool = Spool::open(dir.path(), config(1 << 20, 1 << 20)).expect("open");
+                for i in 1..=6 {
+                    spool.append(&payload(i)).expect("append");
+                }
+                let batch = spool.read_batch(4, usize::MAX).expect("read");
+                spool.ack(batch[3].seq).expect("ack");
+                spool.sync().expect("sync");
+            }
+            // Power lost between the acknowledgement's write and its data reaching the disk.
+            std::fs::write(dir.path().join(ACKED_FILE), broken).expect("truncate");
+            let mut spool = Spool::open(dir.path(), config(1 << 20, 1 << 20)).expect("opens anyway");
+            let again = spool.read_batch(100, usize::MAX).expect("read");
+            // Nothing is lost: what was acknowledged comes again (the hub drops the copies).
+            assert_eq!(seqs(&again), (1..=6).collect::<Vec<_>>(), "{broken:?}");
+            assert_eq!(spool.append(b"after").expect("append"), Some(7));
+        }
     }
 
     #[test]
