@@ -51,6 +51,17 @@ impl Channel {
     }
 }
 
+/// The JSON payload of a fleet message. Every message of this module is plain data (strings,
+/// numbers, ids, string-keyed maps), which serde_json always serialises; a failure would be a
+/// bug in this crate, and it panics rather than go out as an empty MQTT payload that the other
+/// side reads as garbage.
+pub fn payload<T: Serialize>(message: &T) -> Vec<u8> {
+    match serde_json::to_vec(message) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("a fleet message failed to serialise: {e}"),
+    }
+}
+
 /// `gw/v1/agents/{agent}/{channel}`.
 pub fn topic(agent: Uuid, channel: Channel) -> String {
     format!("{ROOT}/{agent}/{}", channel.as_str())

@@ -5,6 +5,7 @@
 //! down over QUIC ([`bulk`], [`rollout`]), and flow records go up the same way ([`flows`]).
 //! Operators' commands (start/stop monitoring, capture replay) are run by [`commands`].
 
+pub mod backoff;
 pub mod bulk;
 pub mod commands;
 pub mod flows;

@@ -61,7 +61,7 @@ impl LinkConfig {
             heartbeat_secs: self.heartbeat.as_secs().max(1) as u32,
             sent_at_ms: chrono_ms(),
         };
-        serde_json::to_vec(&status).unwrap_or_default()
+        fleet::payload(&status)
     }
 }
 
@@ -124,11 +124,11 @@ pub async fn run(
     let ack_filter = ack_topic.clone();
     let command_filter = command_topic.clone();
     let poller = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = super::backoff::Backoff::mqtt();
         loop {
             let event = match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     Some(LinkEvent::Up)
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_filter => {
@@ -146,8 +146,8 @@ pub async fn run(
                 Ok(_) => None,
                 Err(e) => {
                     let _ = events_tx.send(LinkEvent::Down(e.to_string())).await;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let delay = backoff.next_delay(&mut rand::thread_rng());
+                    tokio::time::sleep(delay).await;
                     None
                 }
             };
@@ -221,7 +221,7 @@ pub async fn run(
                         });
                     });
                     if let (super::commands::Handled::Answer(answer), true) = (handled, connected) {
-                        let _ = client.try_publish(&result_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&answer).unwrap_or_default());
+                        let _ = client.try_publish(&result_topic, QoS::AtLeastOnce, false, fleet::payload(&answer));
                     }
                 }
                 LinkEvent::Finished(id, outcome) => {
@@ -229,7 +229,7 @@ pub async fn run(
                     // If the hub is away it delivers the command again on reconnection, and
                     // the remembered answer goes then.
                     if connected {
-                        let _ = client.try_publish(&result_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&answer).unwrap_or_default());
+                        let _ = client.try_publish(&result_topic, QoS::AtLeastOnce, false, fleet::payload(&answer));
                     }
                 }
                 LinkEvent::Rolled(outcome) => {

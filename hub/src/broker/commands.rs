@@ -140,7 +140,7 @@ pub async fn deliver(client: AsyncClient, db: Db, wake: Arc<tokio::sync::Notify>
                         schema: fleet::SCHEMA,
                         action,
                     };
-                    let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+                    let payload = fleet::payload(&cmd);
                     let topic = fleet::topic(agent, Channel::Command);
                     if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
                         tracing::warn!(%agent, command = %row.id, error = %e, "command not sent; will retry");

@@ -443,7 +443,7 @@ async fn store_group(cx: &StoreContext, group: Vec<Pending>) {
             epoch: pending.batch.epoch,
             seq: stored.acked_seq,
         };
-        let payload = serde_json::to_vec(&ack).unwrap_or_default();
+        let payload = fleet::payload(&ack);
         let _ = client
             .publish(
                 fleet::topic(pending.agent, Channel::Ack),
@@ -489,7 +489,7 @@ async fn command(client: &AsyncClient, agent: Uuid, action: fleet::Action) {
         schema: fleet::SCHEMA,
         action,
     };
-    let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+    let payload = fleet::payload(&cmd);
     if let Err(e) = client
         .publish(fleet::topic(agent, Channel::Command), QoS::AtLeastOnce, false, payload)
         .await
