@@ -139,6 +139,25 @@ fn batching_and_a_model_swap_change_nothing_but_the_latency() {
     assert_eq!(swapped.len(), batched.len());
 }
 
+/// Runs `gatewatch-agent score` with the default model on a capture; the detections it
+/// printed and its standard error.
+fn score_cli(devices: &str, pcap: &Path) -> (Vec<Detection>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewatch-agent"))
+        .args(["score", "--devices", devices, "--model"])
+        .arg(model_dir())
+        .arg("--pcap")
+        .arg(pcap)
+        .output()
+        .expect("run score");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let detections = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a detection"))
+        .collect();
+    (detections, stderr)
+}
+
 #[test]
 fn the_score_command_prints_detections_and_a_summary() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -150,19 +169,7 @@ fn the_score_command_prints_detections_and_a_summary() {
         .output()
         .expect("run simulate");
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
-    let out = Command::new(agent)
-        .args(["score", "--devices", "192.168.1.0/24", "--model"])
-        .arg(model_dir())
-        .arg("--pcap")
-        .arg(&pcap)
-        .output()
-        .expect("run score");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let detections: Vec<Detection> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is a detection"))
-        .collect();
+    let (detections, stderr) = score_cli("192.168.1.0/24", &pcap);
     assert!(!detections.is_empty());
     let version = Metadata::load(&model_dir().join(store::METADATA_FILE))
         .expect("metadata")
@@ -233,21 +240,8 @@ fn a_quiet_device_with_few_flows_is_scored_on_a_padded_window() {
 
 #[test]
 fn every_device_with_few_flows_is_scored_when_a_capture_ends() {
-    let agent = env!("CARGO_BIN_EXE_gatewatch-agent");
     let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/pcaps/corpus/suspect/xss.pcap");
-    let out = Command::new(agent)
-        .args(["score", "--devices", "192.168.0.0/16", "--model"])
-        .arg(model_dir())
-        .arg("--pcap")
-        .arg(&pcap)
-        .output()
-        .expect("run score");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let detections: Vec<Detection> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is a detection"))
-        .collect();
+    let (detections, stderr) = score_cli("192.168.0.0/16", &pcap);
     // Two flows between two devices: one partial window each.
     let mut devices: Vec<String> = detections.iter().map(|d| d.device.to_string()).collect();
     devices.sort();

@@ -178,34 +178,6 @@ fn above(s: f64) -> f64 {
     f64::from(t)
 }
 
-/// The lowest threshold, never under 0.5, that flags at most `fp_target` of the benign scores.
-pub fn choose_threshold(scores: &[f64], attack: &[bool], fp_target: f64) -> f32 {
-    let mut benign: Vec<f64> = scores
-        .iter()
-        .zip(attack)
-        .filter(|(_, a)| !**a)
-        .map(|(s, _)| *s)
-        .collect();
-    if benign.is_empty() {
-        return 0.5;
-    }
-    benign.sort_by(|a, b| b.total_cmp(a));
-    // At most `allowed` benign scores may reach the threshold: put it just above the next one.
-    let allowed = (benign.len() as f64 * fp_target).floor() as usize;
-    let threshold = match benign.get(allowed) {
-        Some(&s) => {
-            // Strictly above s, once rounded to f32.
-            let mut t = s as f32;
-            while f64::from(t) <= s {
-                t = next_up(t);
-            }
-            t
-        }
-        None => 0.5,
-    };
-    threshold.clamp(0.5, 0.9999)
-}
-
 /// The smallest f32 above `x` (for positive finite x).
 fn next_up(x: f32) -> f32 {
     f32::from_bits(x.to_bits() + 1)
@@ -340,13 +312,13 @@ mod tests {
     #[test]
     fn the_threshold_meets_the_false_positive_target_and_never_drops_under_a_half() {
         let scores: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
-        let attack = vec![false; 1000];
-        let t = choose_threshold(&scores, &attack, 0.01);
+        let one_capture = vec![Some(0); 1000];
+        let t = choose_threshold_by_capture(&scores, &one_capture, 0.01);
         let flagged = scores.iter().filter(|&&s| s >= f64::from(t)).count();
         assert!(flagged <= 10, "{flagged} flagged at {t}");
         assert!(flagged >= 9, "the lowest such threshold: {flagged} at {t}");
         let low: Vec<f64> = (0..100).map(|i| f64::from(i) / 1000.0).collect();
-        assert_eq!(choose_threshold(&low, &[false; 100], 0.01), 0.5);
+        assert_eq!(choose_threshold_by_capture(&low, &[Some(0); 100], 0.01), 0.5);
     }
 
     #[test]

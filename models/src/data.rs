@@ -50,6 +50,11 @@ pub struct Sample {
     pub weight: f32,
 }
 
+/// The capture a sequence comes from: its name up to the device (`file#device`).
+pub fn capture_of(sequence: &FlowSequence) -> &str {
+    sequence.name.split('#').next().unwrap_or_default()
+}
+
 /// The family of a window of flows (see the module comment).
 pub fn window_family(flows: &[LabelledFlow]) -> Family {
     let mut counts = [0usize; FAMILY_COUNT];

@@ -325,8 +325,7 @@ fn per_capture(
     let mut out: Vec<CaptureResult> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (sample, &score) in samples.iter().zip(scores) {
-        let name = &sequences[sample.sequence].name;
-        let capture = name.split('#').next().unwrap_or(name);
+        let capture = data::capture_of(&sequences[sample.sequence]);
         let capture = Path::new(capture)
             .file_name()
             .map_or(capture.to_string(), |f| f.to_string_lossy().into_owned());

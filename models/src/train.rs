@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{samples_capped, FlowSequence, Sample};
+use crate::data::{capture_of, samples_capped, FlowSequence, Sample};
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::net::{bce_with_logits, cross_entropy, one_hot, vector, windows_tensor, Net};
@@ -323,11 +323,6 @@ pub fn validation_samples(
         })
         .collect();
     (samples, captures)
-}
-
-/// The capture a sequence comes from: its name up to the device (`file#device`).
-fn capture_of(sequence: &FlowSequence) -> &str {
-    sequence.name.split('#').next().unwrap_or_default()
 }
 
 /// The captures holding at least one attack flow.

@@ -111,6 +111,11 @@ impl Windows {
         self
     }
 
+    /// Whether a partial window waits for its quiet time to pass.
+    pub fn partial_due(&self) -> bool {
+        !self.partial_due.is_empty()
+    }
+
     /// The latest flow end seen, in ns (`i64::MIN` before the first flow).
     pub fn clock_ns(&self) -> i64 {
         self.clock_ns
