@@ -4,6 +4,7 @@
 //! gateway with nftables (dry run until the operator turns enforcement on). What goes to
 //! the hub waits in a disk spool while the hub is unreachable. Later parts train locally.
 
+pub mod attack;
 pub mod capture;
 pub mod config;
 pub mod detect;

@@ -937,19 +937,21 @@ fn run_agent(args: RunArgs) -> Result<()> {
     // The hub (broker and QUIC share its host) and the gateway itself are never blocked.
     let mut prevent = config.prevent_config(&[broker.host.as_str()])?;
     prevent.protected.extend(gatewatch_agent::prevent::own_addresses());
+    let (attack_tx, attack_rx) = tokio::sync::mpsc::unbounded_channel();
     let links = run::PipelineLinks {
         detections: tx,
         prevent,
         updates: updates_rx,
         flows: tap,
         metrics: metrics.clone(),
+        attack_reports: attack_tx,
     };
     let pipeline_config = config.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || run::pipeline(&pipeline_config, model, links, stop))
         .context("starting the pipeline thread")?;
-    let uplink = runtime.block_on(mqtt::run(link, sender, rx, model_version, rollout, commands));
+    let uplink = runtime.block_on(mqtt::run(link, sender, rx, attack_rx, model_version, rollout, commands));
     let pipeline = pipeline
         .join()
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;

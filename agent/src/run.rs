@@ -146,6 +146,8 @@ pub enum PipelineUpdate {
     Replay(ReplayRequest),
     /// The hub's prevention rules, replacing the previous ones.
     Rules(Vec<gatewatch_proto::fleet::Rule>),
+    /// Run an attack-simulation session beside the running source.
+    Attack(crate::attack::AttackRequest),
 }
 
 /// A capture to replay; `done` gets the outcome once its last flow is in the detector.
@@ -240,6 +242,8 @@ pub struct PipelineLinks {
     pub flows: Option<crate::uplink::flows::FlowTap>,
     /// Where the pipeline's counters are copied for the metrics endpoint.
     pub metrics: Arc<crate::metrics::AgentMetrics>,
+    /// Progress of attack-simulation sessions out, to the uplink.
+    pub attack_reports: mpsc::UnboundedSender<gatewatch_proto::fleet::AttackReport>,
 }
 
 /// Runs the source until `stop` is set (or a pcap source fails), sending detections on
@@ -291,6 +295,16 @@ pub fn pipeline(
         flows: 0,
         packets: 0,
         closed: false,
+        attack: None,
+        next_mark: 1,
+        attack_reports: links.attack_reports,
+        model_dirs: [
+            crate::uplink::rollout::current_model(&config.state_dir.join("models")),
+            model_dir(config.detect.model_dir.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     let stopped = || stop.load(Ordering::Relaxed);
     match config.source.kind {
@@ -312,16 +326,24 @@ pub fn pipeline(
         SourceKind::Pcap => {
             let path = config.source.pcap.clone().unwrap_or_default();
             let speed = config.source.replay_speed;
-            while !stopped() && !stage.closed {
+            let cell = std::cell::RefCell::new(&mut stage);
+            // Commands and timers are served while the pacer waits for the next packet.
+            let waiting = || {
+                let mut stage = cell.borrow_mut();
+                stage.tick();
+                stopped() || stage.closed
+            };
+            while !waiting() {
                 let mut extractor = Extractor::new(flow_config);
                 let mut file = CaptureFile::open(&path)?;
-                read_as_now(&mut file, speed, &stopped, |frame| {
+                read_as_now(&mut file, speed, &waiting, |frame| {
+                    let mut stage = cell.borrow_mut();
                     stage.packets += 1;
                     extractor.push(frame, &mut |rec| stage.flow(&rec));
                     stage.tick();
                     !stage.closed
                 })?;
-                extractor.flush(&mut |rec| stage.flow(&rec));
+                extractor.flush(&mut |rec| cell.borrow_mut().flow(&rec));
             }
         }
         SourceKind::Simulator => {
@@ -340,13 +362,23 @@ pub fn pipeline(
                 let simulation = sim::simulate(&cfg)?;
                 tracing::info!(cycle, scenario = %attack.map_or_else(|| "benign".to_string(), |a| a.to_string()), packets = simulation.frames.len(), "simulating");
                 let mut pacer = Pacer::new(1.0);
-                for frame in &simulation.frames {
-                    if !pacer.wait(frame.ts_ns, &stopped) || stage.closed {
-                        break;
+                {
+                    let cell = std::cell::RefCell::new(&mut stage);
+                    // Commands and timers are served while the pacer waits for the next packet.
+                    let waiting = || {
+                        let mut stage = cell.borrow_mut();
+                        stage.tick();
+                        stopped() || stage.closed
+                    };
+                    for frame in &simulation.frames {
+                        if !pacer.wait(frame.ts_ns, &waiting) {
+                            break;
+                        }
+                        let mut stage = cell.borrow_mut();
+                        stage.packets += 1;
+                        extractor.push(&frame.as_frame(), &mut |rec| stage.flow(&rec));
+                        stage.tick();
                     }
-                    stage.packets += 1;
-                    extractor.push(&frame.as_frame(), &mut |rec| stage.flow(&rec));
-                    stage.tick();
                 }
                 extractor.advance(pipeline::wall_clock_ns(), &mut |rec| stage.flow(&rec));
                 cycle += 1;
@@ -368,9 +400,13 @@ fn emit<'a>(
     out: &'a mpsc::Sender<Scored>,
     prevent: &'a mut Engine,
     closed: &'a mut bool,
+    attack: &'a mut Option<crate::attack::Run>,
 ) -> impl FnMut(Detection) + 'a {
     move |detection| {
         let prevention = prevent.evaluate(&detection, Instant::now(), crate::pipeline::wall_clock_ns() / 1_000_000);
+        if let (Some(_), Some(run)) = (detection.simulation, attack.as_mut()) {
+            run.observe(&detection, &prevention);
+        }
         *closed |= out.blocking_send(Scored { detection, prevention }).is_err();
     }
 }
@@ -395,6 +431,13 @@ struct Stage {
     packets: u64,
     /// The uplink is gone: nothing more to do.
     closed: bool,
+    /// The attack-simulation session running, if any (one at a time).
+    attack: Option<crate::attack::Run>,
+    /// The detector mark of the next simulation step's flows.
+    next_mark: u32,
+    attack_reports: mpsc::UnboundedSender<gatewatch_proto::fleet::AttackReport>,
+    /// Where the active model's parameters may be (FGSM needs them).
+    model_dirs: Vec<PathBuf>,
 }
 
 impl Stage {
@@ -414,9 +457,131 @@ impl Stage {
                 tap.offer(rec, device, replayed);
             }
         }
-        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed, &mut self.attack);
         if let Err(e) = self.detector.push(rec, &mut emit) {
             tracing::error!(error = %e, "scoring failed; windows dropped");
+        }
+    }
+
+    /// A flow an attack-simulation step made for `device`.
+    fn simulated_flow(&mut self, rec: &FlowRecord, mark: u32, device: std::net::IpAddr) {
+        self.flows += 1;
+        if let Some(tap) = &self.flow_tap {
+            if self.detector.is_device(device) {
+                tap.offer(rec, device, Some(FlowSource::AttackSim));
+            }
+        }
+        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed, &mut self.attack);
+        if let Err(e) = self.detector.push_marked(rec, Some((mark, device)), &mut emit) {
+            tracing::error!(error = %e, "scoring failed; windows dropped");
+        }
+    }
+
+    /// Starts an attack-simulation session, or answers why not.
+    fn start_attack(&mut self, request: crate::attack::AttackRequest) {
+        if let Some(run) = &self.attack {
+            let why = format!(
+                "attack session {} is running on this agent; stop it or wait for its end",
+                run.session_id
+            );
+            let _ = request.done.send(Err(why));
+            return;
+        }
+        if !self.detector.is_device(request.device) {
+            let why = format!("{} is not a device this agent monitors", request.device);
+            let _ = request.done.send(Err(why));
+            return;
+        }
+        let model = self.detector.shared_model();
+        let version = model.metadata().model_version.clone();
+        if request.steps.iter().any(|s| s.adversarial_epsilon.is_some())
+            && self.detector.adversary().is_none_or(|a| a.model_version() != version)
+        {
+            let mut why = Vec::new();
+            let mut adversary = None;
+            for dir in &self.model_dirs {
+                match crate::detect::Adversary::load(dir, &model) {
+                    Ok(a) => {
+                        adversary = Some(a);
+                        break;
+                    }
+                    Err(e) => why.push(e),
+                }
+            }
+            match adversary {
+                Some(a) => self.detector.set_adversary(Some(a)),
+                None => {
+                    let why = format!("FGSM steps need the active model's parameters: {}", why.join("; "));
+                    let _ = request.done.send(Err(why));
+                    return;
+                }
+            }
+        }
+        let threshold = model.metadata().threshold;
+        let first_mark = self.next_mark;
+        self.next_mark = self.next_mark.wrapping_add(request.steps.len() as u32 + 1);
+        if let Some(run) = crate::attack::Run::start(
+            request,
+            first_mark,
+            &version,
+            threshold,
+            self.flow_config,
+            self.stop.clone(),
+            self.attack_reports.clone(),
+        ) {
+            self.detector.retain_sim_steps(run.session_id);
+            for (mark, order, epsilon) in run.steps() {
+                self.detector.set_sim_step(
+                    mark,
+                    crate::detect::SimStep {
+                        session_id: run.session_id,
+                        order,
+                        epsilon,
+                    },
+                );
+            }
+            tracing::info!(session = %run.session_id, device = %run.device, "attack simulation session started");
+            self.attack = Some(run);
+        }
+    }
+
+    /// Scores the running session's flows (for at most a few tens of milliseconds, so the
+    /// running source is not starved); closes its steps and the session as they end.
+    fn pump_attack(&mut self) {
+        const PER_PUMP: usize = 1024;
+        let budget = Instant::now() + Duration::from_millis(40);
+        loop {
+            let (items, device) = match &mut self.attack {
+                Some(run) => (run.pump(PER_PUMP), run.device),
+                None => return,
+            };
+            let more = items.len() == PER_PUMP;
+            self.pump_items(items, device);
+            if !more || Instant::now() >= budget {
+                return;
+            }
+        }
+    }
+
+    fn pump_items(&mut self, items: Vec<crate::attack::Pumped>, device: std::net::IpAddr) {
+        for item in items {
+            match item {
+                crate::attack::Pumped::Flow(rec, mark) => self.simulated_flow(&rec, mark, device),
+                crate::attack::Pumped::StepEnded(order, status, message) => {
+                    // The step's last windows count for it.
+                    self.flush();
+                    if let Some(run) = &mut self.attack {
+                        run.close_step(order, status, message);
+                    }
+                }
+                crate::attack::Pumped::Over => {
+                    self.flush();
+                    if let Some(run) = self.attack.take() {
+                        run.end(false);
+                    }
+                    return;
+                }
+            }
         }
     }
 
@@ -443,6 +608,7 @@ impl Stage {
                     self.detector.set_overrides(overrides);
                 }
                 PipelineUpdate::Replay(request) => self.start_replay(request),
+                PipelineUpdate::Attack(request) => self.start_attack(request),
                 PipelineUpdate::Rules(rules) => {
                     tracing::info!(
                         rules = rules.len(),
@@ -456,8 +622,11 @@ impl Stage {
         if !self.replays.is_empty() {
             self.pump_replays();
         }
+        if self.attack.is_some() {
+            self.pump_attack();
+        }
         {
-            let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+            let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed, &mut self.attack);
             if let Err(e) = self.detector.tick(&mut emit) {
                 tracing::error!(error = %e, "scoring failed; windows dropped");
             }
@@ -496,7 +665,7 @@ impl Stage {
 
     fn flush(&mut self) {
         self.last_flush = Instant::now();
-        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+        let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed, &mut self.attack);
         if let Err(e) = self.detector.flush(&mut emit) {
             tracing::error!(error = %e, "scoring failed; windows dropped");
         }
@@ -580,10 +749,17 @@ impl Stage {
             self.pump_replays();
             std::thread::sleep(Duration::from_millis(5));
         }
+        // A session cut short by the stop ends as failed, with what its windows showed.
+        if self.attack.is_some() {
+            self.flush();
+            if let Some(run) = self.attack.take() {
+                run.end(true);
+            }
+        }
         // Devices with fewer than 10 flows are scored on what they have.
         self.last_flush = Instant::now();
         {
-            let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed);
+            let mut emit = emit(&self.out, &mut self.prevent, &mut self.closed, &mut self.attack);
             if let Err(e) = self.detector.finish(&mut emit) {
                 tracing::error!(error = %e, "scoring failed; windows dropped");
             }
@@ -594,18 +770,18 @@ impl Stage {
 }
 
 /// Sleeps until a packet's time comes (scaled by `speed`), waking up to check for a stop.
-struct Pacer {
+pub(crate) struct Pacer {
     speed: f64,
     origin: Option<(i64, Instant)>,
 }
 
 impl Pacer {
-    fn new(speed: f64) -> Pacer {
+    pub(crate) fn new(speed: f64) -> Pacer {
         Pacer { speed, origin: None }
     }
 
     /// False if a stop was requested while waiting.
-    fn wait(&mut self, ts_ns: i64, stopped: &impl Fn() -> bool) -> bool {
+    pub(crate) fn wait(&mut self, ts_ns: i64, stopped: &impl Fn() -> bool) -> bool {
         let (first, wall) = *self.origin.get_or_insert((ts_ns, Instant::now()));
         let due = wall + Duration::from_nanos(((ts_ns - first).max(0) as f64 / self.speed) as u64);
         loop {

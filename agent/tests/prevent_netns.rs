@@ -57,6 +57,7 @@ fn detection(device: &str, peer: &str) -> Detection {
         inference_latency_ms: 0.1,
         peer: Some(peer.parse().expect("ip")),
         padded_flows: 0,
+        simulation: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! the same tables and the same event fan-out as the API's.
 
 pub mod api;
+pub mod attack;
 pub mod auth;
 pub mod broker;
 pub mod bulk;

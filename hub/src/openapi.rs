@@ -70,6 +70,8 @@ use crate::api;
         api::attacks::AttackTypeInfo,
         api::attacks::SessionIn,
         api::attacks::StepIn,
+        api::attacks::Started,
+        api::attacks::SessionOut,
         api::prevention::RuleIn,
         api::prevention::RuleUpdate,
         api::fl::FlStatus,
@@ -163,6 +165,20 @@ const OPS: &[Op] = &[
     ("GET", "/api/v1/alerts/stats", None, 200, Some("AlertStats")),
     ("POST", "/api/v1/attacks/sessions", Some("SessionIn"), 201, None),
     ("DELETE", "/api/v1/attacks/sessions/{id}", None, 204, None),
+    (
+        "POST",
+        "/api/v1/attacks/sessions/{id}/start",
+        None,
+        202,
+        Some("Started"),
+    ),
+    (
+        "POST",
+        "/api/v1/attacks/sessions/{id}/stop",
+        None,
+        202,
+        Some("AgentCommand"),
+    ),
     (
         "POST",
         "/api/v1/prevention/rules",
@@ -347,6 +363,12 @@ pub fn build<'a>(routes: impl Iterator<Item = &'a Route>) -> OpenApiDoc {
             || path.ends_with("upload-pcap")
         {
             op["description"] = json!("Carried out by the device's agent: answered 202 with the command, which the hub delivers when the agent is online (follow it at `/api/v1/commands/{id}`); 409 `no_agent` if no agent watches the device.");
+        } else if path.starts_with("/api/v1/attacks/sessions/") {
+            if path.ends_with("/start") {
+                op["description"] = json!("Sends the session to the agent that watches its device, which runs the steps in order: 202 with the command; 409 if the session is running or completed, or the agent is not online. Progress on `/ws/attacks/{id}`.");
+            } else if path.ends_with("/stop") {
+                op["description"] = json!("Asks the agent to abort the running session (the current step ends as aborted, later steps are skipped): 202 with the command; 409 if the session is not running.");
+            }
         } else if path.ends_with("/start") || path.ends_with("/stop") {
             op["description"] = json!("Needs agents that run this feature: the request is recorded and answered with 409 `no_agent_connected`.");
         }

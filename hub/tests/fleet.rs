@@ -55,6 +55,7 @@ fn batch(agent: Uuid, epoch: Uuid, seq: u64, devices: &[&str], n: usize) -> Pred
                     inference_latency_ms: 0.2,
                     peer: None,
                     padded_flows: 0,
+                    simulation: None,
                 },
                 prevention: Vec::new(),
             })

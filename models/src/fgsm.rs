@@ -46,6 +46,47 @@ pub fn perturb_batch(net: &Net, windows: &[Window], attack: &[bool], eps: f32) -
         .collect())
 }
 
+/// The lowest scaled value each feature can take: raw values are counts, sizes, times and
+/// rates (never below 0), except the TCP initial windows, which are −1 when no packet set one.
+pub fn scaled_floor(scaler: &crate::Scaler) -> [f32; FEATURE_COUNT] {
+    std::array::from_fn(|j| {
+        let lowest = if gatewatch_proto::features::FEATURES[j].name.starts_with("Init_Win") {
+            -1.0
+        } else {
+            0.0
+        };
+        scaler.scale_value(j, lowest)
+    })
+}
+
+/// FGSM as an attacker of a live network could apply it: each scaled window moves by `eps`
+/// against the detector's gradient, but no feature goes below what its raw value can be
+/// (`floor`, see [`scaled_floor`]), and the first `padded[i]` rows of window `i` (padding,
+/// not flows) stay as they are.
+pub fn perturb_bounded(
+    net: &Net,
+    windows: &[Window],
+    padded: &[usize],
+    eps: f32,
+    floor: &[f32; FEATURE_COUNT],
+) -> Result<Vec<Window>> {
+    let attack = vec![true; windows.len()];
+    let mut out = perturb_batch(net, windows, &attack, eps)?;
+    for (i, (w, original)) in out.iter_mut().zip(windows).enumerate() {
+        let pad = padded.get(i).copied().unwrap_or(0).min(WINDOW);
+        for (t, row) in w.iter_mut().enumerate() {
+            if t < pad {
+                *row = original[t];
+                continue;
+            }
+            for (v, lo) in row.iter_mut().zip(floor) {
+                *v = v.max(*lo);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// FGSM on one scaled window with its true label.
 pub fn perturb(net: &Net, window: &Window, attack: bool, eps: f32) -> Result<Window> {
     let mut out = perturb_batch(net, std::slice::from_ref(window), &[attack], eps)?;
@@ -59,5 +100,39 @@ fn sign(v: f32) -> f32 {
         -1.0
     } else {
         0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_perturbation_keeps_padding_and_floors_and_lowers_the_score() {
+        let net = Net::new(7).expect("net");
+        let scaler = crate::Scaler::identity();
+        let floor = scaled_floor(&scaler);
+        let mut w: Window = [[0.5; FEATURE_COUNT]; WINDOW];
+        w[0] = [crate::PAD_VALUE; FEATURE_COUNT];
+        w[1] = [0.0; FEATURE_COUNT];
+        let out = perturb_bounded(&net, &[w], &[1], 0.25, &floor).expect("fgsm");
+        assert_eq!(out[0][0], w[0], "padding rows are not flows and do not move");
+        for row in &out[0][1..] {
+            for (j, v) in row.iter().enumerate() {
+                assert!(*v >= floor[j], "feature {j} went below its floor: {v}");
+            }
+        }
+        let moved = out[0][2..]
+            .iter()
+            .flatten()
+            .zip(w[2..].iter().flatten())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(moved > 0, "a step of 0.25 moves the flows");
+        // Against the true label "attack", the step lowers the attack score.
+        let x = |w: &Window| crate::net::windows_tensor(std::slice::from_ref(w), net.dtype()).expect("tensor");
+        let before = net.predict(&x(&w)).expect("predict").0[0];
+        let after = net.predict(&x(&out[0])).expect("predict").0[0];
+        assert!(after <= before, "FGSM raised the score: {before} -> {after}");
     }
 }

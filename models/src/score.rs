@@ -291,6 +291,15 @@ impl Model {
         self.score(&windows)
     }
 
+    /// Verdicts at this model's threshold for raw outputs of [`Model::score_scaled`].
+    pub fn verdicts(&self, out: Outputs) -> Vec<Prediction> {
+        out.scores
+            .into_iter()
+            .zip(out.families)
+            .map(|(s, f)| Prediction::new(s, f, self.metadata.threshold))
+            .collect()
+    }
+
     /// Raw outputs for already scaled windows.
     pub fn score_scaled(&self, windows: &[crate::Window]) -> Result<Outputs> {
         let n = self.batched.batch();

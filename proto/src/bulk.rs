@@ -46,6 +46,8 @@ pub enum FlowSource {
     Live,
     Pcap,
     Simulated,
+    /// Flows of an attack-simulation session: simulated attack traffic aimed at a real device.
+    AttackSim,
 }
 
 impl FlowSource {
@@ -55,6 +57,7 @@ impl FlowSource {
             FlowSource::Live => "live",
             FlowSource::Pcap => "pcap",
             FlowSource::Simulated => "simulated",
+            FlowSource::AttackSim => "attack_sim",
         }
     }
 }

@@ -31,6 +31,22 @@ pub struct Detection {
     /// a partial window once it goes quiet (0, and absent from JSON, for a full window).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub padded_flows: u8,
+    /// Set when the window holds flows of an attack-simulation session: it is a test, not
+    /// an attack on the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<SimulationMark>,
+}
+
+/// Which attack-simulation step a window's simulated flows belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SimulationMark {
+    pub session_id: uuid::Uuid,
+    /// 1-based step of the session (the latest step among the window's flows).
+    pub step: u32,
+    /// Adversarial steps: the score of the window before the FGSM perturbation (`score` is
+    /// the perturbed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_score: Option<f32>,
 }
 
 fn is_zero(n: &u8) -> bool {

@@ -29,15 +29,18 @@ pub enum Channel {
     Command,
     /// Agent → hub: how an operator's command ended ([`CommandResult`]).
     CommandResult,
+    /// Agent → hub: the progress of an attack-simulation session ([`AttackReport`]).
+    Attack,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] = [
+    pub const ALL: [Channel; 6] = [
         Channel::Status,
         Channel::Predictions,
         Channel::Ack,
         Channel::Command,
         Channel::CommandResult,
+        Channel::Attack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Channel {
             Channel::Ack => "ack",
             Channel::Command => "cmd",
             Channel::CommandResult => "cmd/ack",
+            Channel::Attack => "attack",
         }
     }
 }
@@ -73,11 +77,12 @@ pub fn agent_client_id(agent: Uuid) -> String {
 }
 
 /// What the hub subscribes to for every agent's messages to it.
-pub fn hub_subscriptions() -> [String; 3] {
+pub fn hub_subscriptions() -> [String; 4] {
     [
         format!("{ROOT}/+/{}", Channel::Status.as_str()),
         format!("{ROOT}/+/{}", Channel::Predictions.as_str()),
         format!("{ROOT}/+/{}", Channel::CommandResult.as_str()),
+        format!("{ROOT}/+/{}", Channel::Attack.as_str()),
     ]
 }
 
@@ -139,7 +144,7 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
 pub fn agent_may_publish(agent: Uuid, topic: &str) -> bool {
     matches!(
         parse_topic(topic),
-        Some((a, Channel::Status | Channel::Predictions | Channel::CommandResult)) if a == agent
+        Some((a, Channel::Status | Channel::Predictions | Channel::CommandResult | Channel::Attack)) if a == agent
     )
 }
 
@@ -179,6 +184,18 @@ pub enum Action {
     /// Evaluate these prevention rules on every detection from now on (the whole set:
     /// it replaces the previous one). Sent when rules change and when the agent comes online.
     SetRules { rules: Vec<Rule> },
+    /// Run an attack-simulation session against `device`: its steps in order, a benign gap
+    /// between them. Answered when the session ends; progress goes on the attack channel.
+    AttackStart {
+        command_id: Uuid,
+        session_id: Uuid,
+        device: IpAddr,
+        steps: Vec<AttackStepSpec>,
+        /// Seconds of the device's own traffic alone between two steps.
+        gap_secs: u32,
+    },
+    /// Abort the session: the running step ends as aborted, later steps are skipped.
+    AttackStop { command_id: Uuid, session_id: Uuid },
 }
 
 impl Action {
@@ -188,7 +205,9 @@ impl Action {
             Action::UseModel { .. } | Action::SetRules { .. } => None,
             Action::StartMonitoring { command_id, .. }
             | Action::StopMonitoring { command_id, .. }
-            | Action::ReplayPcap { command_id, .. } => Some(*command_id),
+            | Action::ReplayPcap { command_id, .. }
+            | Action::AttackStart { command_id, .. }
+            | Action::AttackStop { command_id, .. } => Some(*command_id),
         }
     }
 }
@@ -263,6 +282,112 @@ pub struct PreventionEvent {
     pub expires_at_ms: Option<i64>,
     /// What happened, for the operator.
     pub message: String,
+}
+
+/// One step of an attack-simulation session, as the agent runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackStepSpec {
+    /// 1-based position in the session.
+    pub order: u32,
+    /// The hub's attack type (`ddos_flood`, `port_scan`, …).
+    pub attack_type: String,
+    /// e.g. `udp_flood` for `ddos_flood`; `None` for the type's default.
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub duration_secs: u32,
+    /// 0..=1: the simulator's rate or volume.
+    pub intensity: f64,
+    /// FGSM budget in scaled feature space; `None` for a clean step.
+    #[serde(default)]
+    pub adversarial_epsilon: Option<f64>,
+}
+
+/// How a step or a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Aborted,
+    Failed,
+    /// Not run: the session was stopped or failed before it.
+    Skipped,
+}
+
+impl RunStatus {
+    /// The hub's `attack_steps.status` / `attack_sessions.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Failed => "failed",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// What the agent measured on one step's windows (windows holding the step's simulated flows).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub windows: u32,
+    /// Of those, flagged as attacks (after the FGSM perturbation on adversarial steps).
+    pub attack_windows: u32,
+    /// `attack_windows / windows`; 0 without windows.
+    pub detection_rate: f64,
+    /// Adversarial steps: the rate on the same windows unperturbed.
+    #[serde(default)]
+    pub clean_detection_rate: Option<f64>,
+    /// Mean confidence of the step's windows.
+    pub avg_confidence: f64,
+    /// Mean attack score of the step's windows.
+    pub avg_score: f64,
+    /// From the step's start to its first window flagged as an attack.
+    #[serde(default)]
+    pub detection_latency_ms: Option<f64>,
+    /// Of the flagged windows, the share whose family is the step's.
+    #[serde(default)]
+    pub family_accuracy: Option<f64>,
+    /// What prevention decided on the step's windows (always a dry run), e.g. `block_ip`.
+    #[serde(default)]
+    pub prevention: Option<String>,
+}
+
+/// Agent → hub on `…/attack`: a session's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackReport {
+    pub schema: u32,
+    pub session_id: Uuid,
+    /// Milliseconds since the Unix epoch at the agent.
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub event: AttackEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AttackEvent {
+    /// The session runs, with this model.
+    SessionStarted {
+        model_version: String,
+    },
+    StepStarted {
+        order: u32,
+    },
+    /// A step ended (completed, aborted or failed) with what its windows showed so far.
+    StepEnded {
+        order: u32,
+        status: RunStatus,
+        metrics: StepMetrics,
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// The session ended; steps not run are skipped.
+    SessionEnded {
+        status: RunStatus,
+        #[serde(default)]
+        message: Option<String>,
+    },
 }
 
 /// Agent → hub on `…/cmd/ack`: how a command ended.

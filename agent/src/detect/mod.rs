@@ -9,14 +9,17 @@
 pub mod monitor;
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use gatewatch_models::data::Network;
-use gatewatch_models::score::Label;
-use gatewatch_models::{Model, FAMILIES, FAMILY_COUNT};
+use gatewatch_models::score::{Label, Prediction};
+use gatewatch_models::{Model, FAMILIES, FAMILY_COUNT, FEATURE_COUNT};
+use gatewatch_proto::detection::SimulationMark;
 use gatewatch_proto::{Detection, FlowRecord};
+use uuid::Uuid;
 
 pub use window::{ReadyWindow, WindowStats, Windows};
 
@@ -70,6 +73,63 @@ pub struct DetectStats {
     pub inference_seconds: f64,
 }
 
+/// An attack-simulation step whose flows reach the detector marked (see
+/// [`Detector::push_marked`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimStep {
+    pub session_id: Uuid,
+    /// 1-based position in its session.
+    pub order: u32,
+    /// FGSM budget: the step's windows are perturbed before they are scored.
+    pub epsilon: Option<f32>,
+}
+
+/// The active model as a differentiable network, for FGSM against it.
+pub struct Adversary {
+    net: gatewatch_models::Net,
+    floor: [f32; FEATURE_COUNT],
+    model_version: String,
+}
+
+impl std::fmt::Debug for Adversary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adversary")
+            .field("model_version", &self.model_version)
+            .finish()
+    }
+}
+
+impl Adversary {
+    /// The network of `model` from its directory's `params.bin`: the same weights as its
+    /// ONNX file, which tract runs.
+    pub fn load(dir: &Path, model: &Model) -> Result<Adversary, String> {
+        let version = &model.metadata().model_version;
+        let (flat, _, metadata) = gatewatch_models::store::load_training_state(dir).map_err(|e| {
+            format!(
+                "adversarial steps need the parameters of model {version} ({}): {e}",
+                dir.display()
+            )
+        })?;
+        if &metadata.model_version != version {
+            return Err(format!(
+                "{} holds the parameters of model {}, not of the active model {version}",
+                dir.display(),
+                metadata.model_version
+            ));
+        }
+        let net = gatewatch_models::Net::from_flat(&flat).map_err(|e| e.to_string())?;
+        Ok(Adversary {
+            net,
+            floor: gatewatch_models::fgsm::scaled_floor(model.scaler()),
+            model_version: version.clone(),
+        })
+    }
+
+    pub fn model_version(&self) -> &str {
+        &self.model_version
+    }
+}
+
 /// Scores the windows of monitored devices as their flows complete.
 #[derive(Debug)]
 pub struct Detector {
@@ -82,6 +142,9 @@ pub struct Detector {
     /// run on with the wall clock, so a quiet device's partial window is not held back until
     /// some other flow completes.
     clock_moved: (i64, Instant),
+    /// Steps of attack-simulation sessions by the mark their flows carry.
+    sim_steps: HashMap<u32, SimStep>,
+    adversary: Option<Adversary>,
 }
 
 impl Detector {
@@ -98,17 +161,51 @@ impl Detector {
             batch: config.batch.max(1),
             stats: DetectStats::default(),
             clock_moved: (i64::MIN, Instant::now()),
+            sim_steps: HashMap::new(),
+            adversary: None,
         }
+    }
+
+    /// Names the step behind a mark given to [`Detector::push_marked`].
+    pub fn set_sim_step(&mut self, mark: u32, step: SimStep) {
+        self.sim_steps.insert(mark, step);
+    }
+
+    /// Forgets the steps of other sessions than `keep` (their last windows are long scored).
+    pub fn retain_sim_steps(&mut self, keep: Uuid) {
+        self.sim_steps.retain(|_, s| s.session_id == keep);
+    }
+
+    /// The network FGSM steps are computed against; it must be the active model's.
+    pub fn set_adversary(&mut self, adversary: Option<Adversary>) {
+        self.adversary = adversary;
+    }
+
+    pub fn adversary(&self) -> Option<&Adversary> {
+        self.adversary.as_ref()
     }
 
     pub fn model(&self) -> &Model {
         &self.model
     }
 
+    /// The model in use, shared.
+    pub fn shared_model(&self) -> Arc<Model> {
+        self.model.clone()
+    }
+
     /// Swaps in another model; windows already collected are kept (the features do not
     /// depend on the model), so no flow is lost across a model update.
     pub fn set_model(&mut self, model: Arc<Model>) {
         self.model = model;
+        // FGSM against another model than the one scoring would measure nothing.
+        if self
+            .adversary
+            .as_ref()
+            .is_some_and(|a| a.model_version != self.model.metadata().model_version)
+        {
+            self.adversary = None;
+        }
     }
 
     pub fn stats(&self) -> DetectStats {
@@ -140,7 +237,18 @@ impl Detector {
 
     /// Adds a completed flow; scores a full batch when one is ready.
     pub fn push(&mut self, flow: &FlowRecord, emit: &mut impl FnMut(Detection)) -> Result<(), gatewatch_models::Error> {
-        self.windows.push(flow, &mut self.pending);
+        self.push_marked(flow, None, emit)
+    }
+
+    /// Adds a flow that an attack-simulation step made for a device (`mark`, named by
+    /// [`Detector::set_sim_step`]), or a real one (`None`).
+    pub fn push_marked(
+        &mut self,
+        flow: &FlowRecord,
+        mark: Option<(u32, std::net::IpAddr)>,
+        emit: &mut impl FnMut(Detection),
+    ) -> Result<(), gatewatch_models::Error> {
+        self.windows.push_marked(flow, mark, &mut self.pending);
         if self.windows.clock_ns() > self.clock_moved.0 {
             self.clock_moved = (self.windows.clock_ns(), Instant::now());
         }
@@ -191,11 +299,30 @@ impl Detector {
                 return Err(e);
             }
         };
+        let mut perturbed = self.perturbed(&ready, &windows, &padded)?;
         let seconds = started.elapsed().as_secs_f64();
         self.stats.batches += 1;
         self.stats.inference_seconds += seconds;
         let version = &self.model.metadata().model_version;
-        for (window, p) in ready.into_iter().zip(predictions) {
+        for (i, (window, clean)) in ready.into_iter().zip(predictions).enumerate() {
+            let simulation = window
+                .simulated
+                .and_then(|mark| self.sim_steps.get(&mark))
+                .map(|step| SimulationMark {
+                    session_id: step.session_id,
+                    step: step.order,
+                    clean_score: None,
+                });
+            let (p, simulation) = match perturbed.remove(&i) {
+                Some(p) => (
+                    p,
+                    simulation.map(|m| SimulationMark {
+                        clean_score: Some(clean.score),
+                        ..m
+                    }),
+                ),
+                None => (clean, simulation),
+            };
             let attack = p.label == Label::Attack;
             self.stats.scored += 1;
             self.stats.scored_partial += u64::from(window.padded > 0);
@@ -220,10 +347,50 @@ impl Detector {
                 inference_latency_ms: seconds * 1e3,
                 peer: Some(window.peer),
                 padded_flows: window.padded as u8,
+                simulation,
             });
         }
         // Keep the capacity: batches come again and again.
         self.pending.reserve(self.batch);
         Ok(())
+    }
+
+    /// The verdicts on the FGSM-perturbed copies of the windows of adversarial simulation
+    /// steps, by index in `ready`.
+    fn perturbed(
+        &self,
+        ready: &[ReadyWindow],
+        windows: &[gatewatch_models::Window],
+        padded: &[usize],
+    ) -> Result<HashMap<usize, Prediction>, gatewatch_models::Error> {
+        let mut out = HashMap::new();
+        let Some(adversary) = &self.adversary else {
+            return Ok(out);
+        };
+        // Windows grouped by budget: one gradient pass per group.
+        let mut by_eps: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, r) in ready.iter().enumerate() {
+            if let Some(eps) = r.simulated.and_then(|m| self.sim_steps.get(&m)).and_then(|s| s.epsilon) {
+                by_eps.entry(eps.to_bits()).or_default().push(i);
+            }
+        }
+        let scaler = self.model.scaler();
+        for (eps, idx) in by_eps {
+            let scaled: Vec<gatewatch_models::Window> = idx
+                .iter()
+                .map(|&i| scaler.scale_window_padded(&windows[i], padded[i]))
+                .collect();
+            let pads: Vec<usize> = idx.iter().map(|&i| padded[i]).collect();
+            let moved = gatewatch_models::fgsm::perturb_bounded(
+                &adversary.net,
+                &scaled,
+                &pads,
+                f32::from_bits(eps),
+                &adversary.floor,
+            )?;
+            let verdicts = self.model.verdicts(self.model.score_scaled(&moved)?);
+            out.extend(idx.into_iter().zip(verdicts));
+        }
+        Ok(out)
     }
 }

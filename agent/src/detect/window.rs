@@ -31,6 +31,9 @@ pub struct ReadyWindow {
     pub features: Box<Window>,
     /// Rows that hold no flow: 0 for a full window, 10 − flows for a partial one.
     pub padded: usize,
+    /// The mark of the newest simulated flow in the window, if it holds any (see
+    /// [`Windows::push_marked`]).
+    pub simulated: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,7 @@ struct Slot {
     first_ts_ns: i64,
     last_ts_ns: i64,
     features: [f32; FEATURE_COUNT],
+    simulated: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -148,12 +152,19 @@ impl Windows {
 
     /// Adds a completed flow; appends the windows it makes ready.
     pub fn push(&mut self, flow: &FlowRecord, ready: &mut Vec<ReadyWindow>) {
+        self.push_marked(flow, None, ready);
+    }
+
+    /// Adds a flow that may be simulated: `mark` says which attack-simulation step made it
+    /// and for which device; it goes into that device's window only (a simulated attacker is
+    /// no device), and the windows that hold it carry the mark of their newest simulated flow.
+    pub fn push_marked(&mut self, flow: &FlowRecord, mark: Option<(u32, IpAddr)>, ready: &mut Vec<ReadyWindow>) {
         self.clock_ns = self.clock_ns.max(flow.last_ts_ns);
         self.sweep(flow.last_ts_ns);
         let endpoints = [flow.key.src, flow.key.dst];
         let mut counted = false;
         for (i, &ip) in endpoints.iter().enumerate() {
-            if !self.is_device(ip) || (i == 1 && endpoints[0] == ip) {
+            if !self.is_device(ip) || (i == 1 && endpoints[0] == ip) || mark.is_some_and(|(_, d)| d != ip) {
                 continue;
             }
             counted = true;
@@ -172,6 +183,7 @@ impl Windows {
                 first_ts_ns: flow.first_ts_ns,
                 last_ts_ns: flow.last_ts_ns,
                 features: flow.features_f32(),
+                simulated: mark.map(|(m, _)| m),
             });
             if device.recent.len() == WINDOW {
                 device.partial_due_ns = None;
@@ -266,6 +278,7 @@ impl Windows {
             },
             features,
             padded,
+            simulated: recent.iter().rev().find_map(|s| s.simulated),
         }
     }
 

@@ -207,6 +207,15 @@ impl Engine {
                 format!("{ip} is a protected address (the hub, the gateway, management or loopback): not touched"),
             );
         }
+        if d.simulation.is_some() {
+            // An attack-simulation test never blocks a real peer or cuts a real device off.
+            return event(
+                false,
+                true,
+                None,
+                format!("dry run (attack simulation): would {verb} {ip} for {secs} s"),
+            );
+        }
         let Some(nft) = &mut self.nft else {
             return event(
                 false,
@@ -269,6 +278,7 @@ mod tests {
             inference_latency_ms: 0.1,
             peer: peer.map(|p| p.parse().expect("ip")),
             padded_flows: 0,
+            simulation: None,
         }
     }
 

@@ -1,13 +1,16 @@
 //! Operators' commands from the hub: start or stop monitoring a device (kept in the state
-//! directory and handed to the pipeline at once) and replay an uploaded capture (fetched over
-//! QUIC, then read through the pipeline beside the running source). Every command has an id;
+//! directory and handed to the pipeline at once), replay an uploaded capture (fetched over
+//! QUIC, then read through the pipeline beside the running source), and run or stop an
+//! attack-simulation session (see [`crate::attack`]). Every command has an id;
 //! one seen before is not run again, and its answer is sent again if it has one, because the
 //! hub re-delivers what was not answered when the agent comes back.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatewatch_proto::fleet::{self, Action, CommandResult, Outcome};
 use uuid::Uuid;
@@ -42,7 +45,14 @@ pub struct Commands {
     bulk: Option<Arc<BulkClient>>,
     answered: VecDeque<CommandResult>,
     running: HashSet<Uuid>,
+    /// The attack session running (one at a time) and its stop switch.
+    attack: Option<(Uuid, Arc<AtomicBool>)>,
+    /// The command that started it.
+    attack_command: Option<Uuid>,
 }
+
+/// A command's work that ends later, with its answer.
+pub type Work = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>;
 
 impl Commands {
     /// `state_dir` holds the start/stop choices and the captures being replayed.
@@ -61,12 +71,15 @@ impl Commands {
             bulk,
             answered: VecDeque::new(),
             running: HashSet::new(),
+            attack: None,
+            attack_command: None,
         })
     }
 
-    /// Runs `action` (any but a model rollout). A replay runs in a task that sends its answer
-    /// to `later`.
-    pub fn handle(&mut self, action: Action, later: impl FnOnce(Replay) + Send + 'static) -> Handled {
+    /// Runs `action` (any but a model rollout). Work that takes a while (a replay, an attack
+    /// session) is handed to `later` with its command id, to run in a task whose outcome goes
+    /// to [`Commands::finished`].
+    pub fn handle(&mut self, action: Action, later: impl FnOnce(Uuid, Work) + Send + 'static) -> Handled {
         if let Action::SetRules { rules } = action {
             self.set_rules(rules);
             return Handled::Applied;
@@ -82,6 +95,47 @@ impl Commands {
         }
         let outcome = match action {
             Action::UseModel { .. } | Action::SetRules { .. } => return Handled::Running,
+            Action::AttackStart {
+                session_id,
+                device,
+                steps,
+                gap_secs,
+                ..
+            } => {
+                if let Some((running, _)) = &self.attack {
+                    let why = format!("attack session {running} is running on this agent; stop it or wait for its end");
+                    return Handled::Answer(self.answer(id, Err(why)));
+                }
+                let abort = Arc::new(AtomicBool::new(false));
+                let (done, outcome) = tokio::sync::oneshot::channel();
+                let request = crate::attack::AttackRequest {
+                    command_id: id,
+                    session_id,
+                    device,
+                    steps,
+                    gap: Duration::from_secs(gap_secs.into()),
+                    abort: abort.clone(),
+                    done,
+                };
+                if self.to_pipeline.send(PipelineUpdate::Attack(request)).is_err() {
+                    return Handled::Answer(self.answer(id, Err("the pipeline has stopped".into())));
+                }
+                self.attack = Some((session_id, abort));
+                self.attack_command = Some(id);
+                self.running.insert(id);
+                later(
+                    id,
+                    Box::pin(async move { outcome.await.unwrap_or_else(|_| Err("the pipeline has stopped".into())) }),
+                );
+                return Handled::Running;
+            }
+            Action::AttackStop { session_id, .. } => match &self.attack {
+                Some((running, abort)) if *running == session_id => {
+                    abort.store(true, Ordering::Relaxed);
+                    Ok(format!("stopping attack session {session_id}"))
+                }
+                _ => Ok(format!("attack session {session_id} is not running on this agent")),
+            },
             Action::StartMonitoring { device, .. } => self.monitor(device, true),
             Action::StopMonitoring { device, .. } => self.monitor(device, false),
             Action::ReplayPcap {
@@ -102,7 +156,7 @@ impl Commands {
                     return Handled::Answer(self.answer(id, Err(e)));
                 }
                 self.running.insert(id);
-                later(Replay {
+                let replay = Replay {
                     command_id: id,
                     bulk,
                     dir: self.replay_dir.clone(),
@@ -111,7 +165,8 @@ impl Commands {
                     len,
                     sha256,
                     to_pipeline: self.to_pipeline.clone(),
-                });
+                };
+                later(id, Box::pin(replay.run()));
                 return Handled::Running;
             }
         };
@@ -131,6 +186,10 @@ impl Commands {
     /// Records the end of a command that ran in a task; returns the answer to send.
     pub fn finished(&mut self, id: Uuid, outcome: Result<String, String>) -> CommandResult {
         self.running.remove(&id);
+        if self.attack_command == Some(id) {
+            self.attack = None;
+            self.attack_command = None;
+        }
         self.answer(id, outcome)
     }
 
@@ -233,7 +292,7 @@ mod tests {
             duration_secs: 600,
             rate_pps: 50,
         }];
-        let handled = commands.handle(Action::SetRules { rules: rules.clone() }, |_| panic!("runs now"));
+        let handled = commands.handle(Action::SetRules { rules: rules.clone() }, |_, _| panic!("runs now"));
         assert!(matches!(handled, Handled::Applied), "{handled:?}");
         match rx.try_recv() {
             Ok(PipelineUpdate::Rules(r)) => assert_eq!(r, rules),
@@ -252,7 +311,7 @@ mod tests {
             command_id: Uuid::now_v7(),
             device,
         };
-        let Handled::Answer(first) = commands.handle(stop.clone(), |_| panic!("runs now")) else {
+        let Handled::Answer(first) = commands.handle(stop.clone(), |_, _| panic!("runs now")) else {
             panic!("answered at once");
         };
         assert_eq!(first.outcome, Outcome::Done, "{first:?}");
@@ -263,7 +322,7 @@ mod tests {
         let kept = Overrides::load(&dir.path().join(crate::detect::monitor::FILE)).expect("kept");
         assert!(kept.stopped.contains(&device));
         // Delivered again (the hub did not hear the answer): same answer, not run again.
-        let Handled::Answer(again) = commands.handle(stop, |_| panic!("not run again")) else {
+        let Handled::Answer(again) = commands.handle(stop, |_, _| panic!("not run again")) else {
             panic!("answered again");
         };
         assert_eq!(again, first);
@@ -280,7 +339,7 @@ mod tests {
             len: 24,
             sha256: "00".into(),
         };
-        let Handled::Answer(refused) = restarted.handle(replay, |_| panic!("no QUIC, no replay")) else {
+        let Handled::Answer(refused) = restarted.handle(replay, |_, _| panic!("no QUIC, no replay")) else {
             panic!("answered at once");
         };
         assert_eq!(refused.outcome, Outcome::Failed);

@@ -90,6 +90,7 @@ pub async fn run(
     link: LinkConfig,
     mut sender: Sender,
     mut detections: mpsc::Receiver<Scored>,
+    mut attack_reports: mpsc::UnboundedReceiver<fleet::AttackReport>,
     model_version: watch::Sender<Option<String>>,
     rollout: Option<std::sync::Arc<super::rollout::Rollout>>,
     mut commands: super::commands::Commands,
@@ -99,6 +100,10 @@ pub async fn run(
     let predictions_topic = fleet::topic(link.agent_id, Channel::Predictions);
     let ack_topic = fleet::topic(link.agent_id, Channel::Ack);
     let command_topic = fleet::topic(link.agent_id, Channel::Command);
+    let attack_topic = fleet::topic(link.agent_id, Channel::Attack);
+    // Session progress made while the hub is away goes when it is back (the newest kept).
+    let mut attack_backlog: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    const ATTACK_BACKLOG: usize = 1024;
 
     let mut options = MqttOptions::new(
         fleet::agent_client_id(link.agent_id),
@@ -173,6 +178,12 @@ pub async fn run(
                 Some(d) => sender.push(d, Instant::now())?,
                 None => input_open = false,
             },
+            Some(r) = attack_reports.recv() => {
+                if attack_backlog.len() == ATTACK_BACKLOG {
+                    attack_backlog.pop_front();
+                }
+                attack_backlog.push_back(fleet::payload(&r));
+            },
             Some(event) = events.recv() => match event {
                 LinkEvent::Up => {
                     connected = true;
@@ -213,10 +224,9 @@ pub async fn run(
                 }
                 LinkEvent::Command(Command { action, .. }) => {
                     let finished_tx = rolled_tx.clone();
-                    let handled = commands.handle(action, move |replay| {
+                    let handled = commands.handle(action, move |id, work| {
                         tokio::spawn(async move {
-                            let id = replay.command_id;
-                            let outcome = replay.run().await;
+                            let outcome = work.await;
                             let _ = finished_tx.send(LinkEvent::Finished(id, outcome)).await;
                         });
                     });
@@ -260,6 +270,15 @@ pub async fn run(
                 // A full request queue only delays: unacknowledged batches are sent again.
                 let _ = client.try_publish(&predictions_topic, QoS::AtLeastOnce, false, payload);
             }
+            while let Some(payload) = attack_backlog.pop_front() {
+                if client
+                    .try_publish(&attack_topic, QoS::AtLeastOnce, false, payload.clone())
+                    .is_err()
+                {
+                    attack_backlog.push_front(payload);
+                    break;
+                }
+            }
         }
         if !input_open {
             break;
@@ -273,6 +292,13 @@ pub async fn run(
     while connected && !sender.is_drained() && Instant::now() < deadline {
         for payload in sender.due()? {
             let _ = client.try_publish(&predictions_topic, QoS::AtLeastOnce, false, payload);
+        }
+        // A session cut short by the stop says so.
+        while let Ok(r) = attack_reports.try_recv() {
+            attack_backlog.push_back(fleet::payload(&r));
+        }
+        while let Some(payload) = attack_backlog.pop_front() {
+            let _ = client.try_publish(&attack_topic, QoS::AtLeastOnce, false, payload);
         }
         match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
             Ok(Some(LinkEvent::Ack(ack))) => sender.acked(ack, Instant::now())?,

@@ -190,6 +190,7 @@ mod tests {
             inference_latency_ms: 0.1,
             peer: None,
             padded_flows: 0,
+            simulation: None,
         };
         Scored {
             detection,

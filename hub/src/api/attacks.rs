@@ -1,4 +1,5 @@
-//! `/attacks`: attack types, sessions CRUD with their steps, start/stop intents, report.
+//! `/attacks`: attack types, sessions with their steps, start and stop (the device's agent
+//! runs the session, see `crate::attack`), reports as HTML or PDF.
 
 use chrono::Utc;
 use diesel::prelude::*;
@@ -35,16 +36,8 @@ fn describe(t: AttackType) -> (&'static str, &'static str, &'static [&'static st
             "High-rate flood against the device",
             &["syn_flood", "udp_flood", "http_flood"],
         ),
-        AttackType::SlowRate => (
-            "Slow-rate DoS",
-            "Slowloris-style connections held open",
-            &["slowloris", "slow_post"],
-        ),
-        AttackType::PortScan => (
-            "Port scan",
-            "Probing of many ports",
-            &["syn_scan", "connect_scan", "udp_scan"],
-        ),
+        AttackType::SlowRate => ("Slow-rate DoS", "Slowloris-style connections held open", &["slowloris"]),
+        AttackType::PortScan => ("Port scan", "Probing of many ports", &["syn_scan"]),
         AttackType::BruteForceSsh => ("SSH brute force", "Repeated SSH login attempts", &[]),
         AttackType::BruteForceFtp => ("FTP brute force", "Repeated FTP login attempts", &[]),
         AttackType::BotnetBeacon => ("Botnet beacon", "Periodic command-and-control check-ins", &[]),
@@ -100,8 +93,23 @@ fn default_intensity() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct SessionIn {
     pub device_id: Uuid,
+    /// The agent expected to run it: refused if another agent watches the device.
+    #[serde(default)]
+    pub agent_id: Option<Uuid>,
     pub steps: Vec<StepIn>,
+    /// Seconds of the device's own traffic alone between two steps (default 10).
+    #[serde(default = "default_gap")]
+    pub gap_seconds: u32,
 }
+
+fn default_gap() -> u32 {
+    10
+}
+
+/// Most steps in one session.
+pub const MAX_STEPS: usize = 20;
+/// Longest session, steps and gaps together.
+pub const MAX_SESSION_SECS: i64 = 6 * 3600;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionOut {
@@ -111,8 +119,19 @@ pub struct SessionOut {
 }
 
 fn validate(s: &SessionIn) -> ApiResult<()> {
-    if s.steps.is_empty() || s.steps.len() > 50 {
-        return Err(ApiError::field("steps", "1-50 steps"));
+    if s.steps.is_empty() || s.steps.len() > MAX_STEPS {
+        return Err(ApiError::field("steps", format!("1-{MAX_STEPS} steps")));
+    }
+    if s.gap_seconds > 3600 {
+        return Err(ApiError::field("gap_seconds", "0-3600 seconds"));
+    }
+    let total: i64 = s.steps.iter().map(|st| i64::from(st.duration_seconds)).sum::<i64>()
+        + i64::from(s.gap_seconds) * (s.steps.len() as i64 - 1);
+    if total > MAX_SESSION_SECS {
+        return Err(ApiError::field(
+            "steps",
+            format!("the session would last {total} s with its gaps; at most {MAX_SESSION_SECS} s"),
+        ));
     }
     for (i, st) in s.steps.iter().enumerate() {
         if !(1..=86_400).contains(&st.duration_seconds) {
@@ -124,10 +143,24 @@ fn validate(s: &SessionIn) -> ApiResult<()> {
         if !(0.0..=1.0).contains(&st.intensity) {
             return Err(ApiError::field(format!("steps[{i}].intensity"), "between 0 and 1"));
         }
-        if st.variant.as_ref().is_some_and(|v| v.is_empty() || v.len() > 50) {
-            return Err(ApiError::field(format!("steps[{i}].variant"), "1-50 characters"));
+        if let Some(v) = &st.variant {
+            let (_, _, known) = describe(st.attack_type);
+            if !known.contains(&v.as_str()) {
+                let allowed = if known.is_empty() {
+                    "none for this attack type".to_string()
+                } else {
+                    format!("one of {}", known.join(", "))
+                };
+                return Err(ApiError::field(format!("steps[{i}].variant"), allowed));
+            }
         }
         match (st.adversarial_enabled, st.adversarial_epsilon) {
+            (false, Some(_)) => {
+                return Err(ApiError::field(
+                    format!("steps[{i}].adversarial_epsilon"),
+                    "only with adversarial_enabled: true",
+                ))
+            }
             (true, None) => {
                 return Err(ApiError::field(
                     format!("steps[{i}].adversarial_epsilon"),
@@ -173,9 +206,24 @@ pub async fn create(
 ) -> ApiResult<(Status, Json<SessionOut>)> {
     let s = body.0;
     validate(&s)?;
-    super::devices::load_device(app, s.device_id)
+    let device = super::devices::load_device(app, s.device_id)
         .await
         .map_err(|_| ApiError::field("device_id", "no such device"))?;
+    if let Some(wanted) = s.agent_id {
+        if device.agent_id != Some(wanted) {
+            let watched = device.agent_id.map_or("no agent".to_string(), |a| format!("agent {a}"));
+            return Err(ApiError::field(
+                "agent_id",
+                format!("the device is watched by {watched}, not by agent {wanted}"),
+            ));
+        }
+    }
+    if !device.ip_address.ip().is_ipv4() {
+        return Err(ApiError::field(
+            "device_id",
+            "the device has an IPv6 address; the packet simulator makes IPv4 traffic only",
+        ));
+    }
     let id = Uuid::new_v4();
     let config = serde_json::to_value(&s).map_err(|e| ApiError::internal(e.to_string()))?;
     let session = AttackSession {
@@ -190,6 +238,9 @@ pub async fn create(
         completed_at: None,
         created_by: Some(a.user_id()),
         created_at: Utc::now(),
+        model_version: None,
+        message: None,
+        command_id: None,
     };
     let steps: Vec<AttackStep> = s
         .steps
@@ -212,6 +263,13 @@ pub async fn create(
             auto_action_taken: None,
             started_at: None,
             completed_at: None,
+            windows: None,
+            attack_windows: None,
+            detection_rate: None,
+            clean_detection_rate: None,
+            avg_score: None,
+            family_accuracy: None,
+            message: None,
         })
         .collect();
     app.db
@@ -293,67 +351,218 @@ pub async fn delete(_a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult
     Ok(Status::NoContent)
 }
 
-async fn intent(a: &Auth<Operator>, app: &App, id: Uuid, command: &'static str) -> ApiResult<ApiError> {
-    let s = load(app, id).await?;
-    if command == "attack.start" && matches!(s.session.status.as_str(), "running" | "completed") {
-        return Err(ApiError::conflict(format!("the session is {}", s.session.status)));
-    }
-    let device = super::devices::load_device(app, s.session.device_id).await?;
-    let user = a.user_id();
-    let payload = serde_json::json!({ "session_id": id });
-    let cmd = app
+/// A session that was started: the command its agent runs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Started {
+    #[serde(flatten)]
+    pub session: SessionOut,
+    pub command: super::commands::AgentCommand,
+}
+
+fn conflict(code: &'static str, message: String) -> ApiError {
+    let mut e = ApiError::new(Status::Conflict, code, message);
+    e.fields.clear();
+    e
+}
+
+/// The device's agent if it is online, or 409 saying why not.
+async fn online_agent(app: &App, device: &crate::db::models::DeviceRow) -> ApiResult<Uuid> {
+    let agent = super::commands::agent_of(device)?;
+    let state = app
         .db
-        .run(move |c| super::record_intent(c, device.agent_id, Some(device.id), command, payload, user))
+        .run(move |c| {
+            use crate::db::schema::agents;
+            Ok(agents::table
+                .find(agent)
+                .select((agents::status, agents::revoked_at.is_not_null()))
+                .first::<(String, bool)>(c)
+                .optional()?)
+        })
         .await?;
-    Ok(super::no_agent("device", cmd))
+    match state {
+        Some((status, false)) if status == "online" => Ok(agent),
+        Some((_, true)) => Err(conflict("agent_revoked", format!("agent {agent} is revoked"))),
+        _ => Err(conflict(
+            "agent_offline",
+            format!("agent {agent}, which watches the device, is offline; start the session once it is online"),
+        )),
+    }
 }
 
+/// Sends the session to the agent that watches its device: 202 with the command; 409 if the
+/// session is running or completed, or the agent is not online.
 #[rocket::post("/attacks/sessions/<id>/start")]
-pub async fn start(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult<ApiError> {
-    intent(&a, app, id, "attack.start").await
-}
-
-#[rocket::post("/attacks/sessions/<id>/stop")]
-pub async fn stop(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult<ApiError> {
-    intent(&a, app, id, "attack.stop").await
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A self-contained HTML report of the session and its steps.
-#[rocket::get("/attacks/sessions/<id>/report")]
-pub async fn report(_a: Auth<Viewer>, app: &State<App>, id: Uuid) -> ApiResult<(ContentType, String)> {
+pub async fn start(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult<(Status, Json<Started>)> {
     let s = load(app, id).await?;
-    let mut html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Attack session {id}</title></head><body>\
-         <h1>Attack session {id}</h1><p>Device {}; status {}; progress {:.0}%; created {}</p>\
-         <table border=\"1\"><tr><th>#</th><th>attack</th><th>variant</th><th>duration s</th><th>intensity</th>\
-         <th>status</th><th>detected</th><th>avg confidence</th><th>detection latency ms</th></tr>",
-        s.session.device_id,
-        esc(&s.session.status),
-        s.session.progress_pct,
-        s.session.created_at.to_rfc3339()
-    );
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
-    for st in &s.steps {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            st.step_order,
-            esc(&st.attack_type),
-            esc(st.variant.as_deref().unwrap_or("—")),
-            st.duration_seconds,
-            st.intensity,
-            esc(&st.status),
-            opt(st.detected.map(|d| d.to_string())),
-            opt(st.avg_confidence.map(|v| format!("{v:.3}"))),
-            opt(st.detection_latency_ms.map(|v| format!("{v:.1}"))),
+    if matches!(s.session.status.as_str(), "running" | "completed") {
+        return Err(conflict(
+            "session_state",
+            format!(
+                "the session is {}; create a new session to test again",
+                s.session.status
+            ),
         ));
     }
-    html.push_str("</table></body></html>");
-    Ok((ContentType::HTML, html))
+    let device = super::devices::load_device(app, s.session.device_id).await?;
+    let agent = online_agent(app, &device).await?;
+    let gap = s.session.pipeline_config["gap_seconds"].as_u64().unwrap_or(10);
+    let steps: Vec<gatewatch_proto::fleet::AttackStepSpec> = s
+        .steps
+        .iter()
+        .map(|st| gatewatch_proto::fleet::AttackStepSpec {
+            order: st.step_order.max(0) as u32,
+            attack_type: st.attack_type.clone(),
+            variant: st.variant.clone(),
+            duration_secs: st.duration_seconds.max(1) as u32,
+            intensity: st.intensity,
+            adversarial_epsilon: st.adversarial_epsilon.filter(|_| st.adversarial_enabled),
+        })
+        .collect();
+    let payload = serde_json::json!({
+        "session_id": id,
+        "ip": device.ip_address.ip(),
+        "steps": steps,
+        "gap_secs": gap,
+    });
+    let (user, device_id) = (a.user_id(), device.id);
+    let command = app
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                // Only one start wins: the row is claimed while it is startable.
+                let claimed = diesel::update(
+                    attack_sessions::table
+                        .find(id)
+                        .filter(attack_sessions::status.ne_all(["running", "completed"])),
+                )
+                .set((
+                    attack_sessions::status.eq("running"),
+                    attack_sessions::progress_pct.eq(0.0),
+                    attack_sessions::current_step.eq(None::<i32>),
+                    attack_sessions::results.eq(None::<serde_json::Value>),
+                    attack_sessions::started_at.eq(Some(Utc::now())),
+                    attack_sessions::completed_at.eq(None::<chrono::DateTime<Utc>>),
+                    attack_sessions::message.eq(None::<String>),
+                ))
+                .execute(c)?;
+                if claimed == 0 {
+                    return Err(conflict("session_state", "the session was started meanwhile".into()));
+                }
+                diesel::update(attack_steps::table.filter(attack_steps::session_id.eq(id)))
+                    .set((
+                        attack_steps::status.eq("pending"),
+                        attack_steps::detected.eq(None::<bool>),
+                        attack_steps::avg_confidence.eq(None::<f64>),
+                        attack_steps::detection_latency_ms.eq(None::<f64>),
+                        attack_steps::auto_action_taken.eq(None::<String>),
+                        attack_steps::started_at.eq(None::<chrono::DateTime<Utc>>),
+                        attack_steps::completed_at.eq(None::<chrono::DateTime<Utc>>),
+                        attack_steps::windows.eq(None::<i32>),
+                        attack_steps::attack_windows.eq(None::<i32>),
+                        attack_steps::detection_rate.eq(None::<f64>),
+                        attack_steps::clean_detection_rate.eq(None::<f64>),
+                        attack_steps::avg_score.eq(None::<f64>),
+                        attack_steps::family_accuracy.eq(None::<f64>),
+                        attack_steps::message.eq(None::<String>),
+                    ))
+                    .execute(c)?;
+                let row: crate::db::models::CommandRow = diesel::insert_into(crate::db::schema::agent_commands::table)
+                    .values(crate::db::models::NewCommand {
+                        id: Uuid::new_v4(),
+                        agent_id: Some(agent),
+                        device_id: Some(device_id),
+                        command: "attack.start".into(),
+                        payload,
+                        requested_by: Some(user),
+                    })
+                    .returning(crate::db::models::CommandRow::as_returning())
+                    .get_result(c)?;
+                diesel::update(attack_sessions::table.find(id))
+                    .set(attack_sessions::command_id.eq(Some(row.id)))
+                    .execute(c)?;
+                Ok(row)
+            })
+        })
+        .await?;
+    tracing::info!(session = %id, %agent, command = %command.id, "attack session sent to its agent");
+    app.commands.notify_one();
+    crate::attack::publish(
+        &app.events,
+        &crate::attack::Progress {
+            session_id: id,
+            device_id,
+            event: "session_queued",
+            status: "running".into(),
+            progress_pct: 0.0,
+            step: None,
+            step_status: None,
+            detection_rate: None,
+            message: None,
+        },
+    );
+    Ok((
+        Status::Accepted,
+        Json(Started {
+            session: load(app, id).await?,
+            command: command.into(),
+        }),
+    ))
+}
+
+/// Asks the agent to abort the running session: 202 with the command; 409 if it is not running.
+#[rocket::post("/attacks/sessions/<id>/stop")]
+pub async fn stop(
+    a: Auth<Operator>,
+    app: &State<App>,
+    id: Uuid,
+) -> ApiResult<(Status, Json<super::commands::AgentCommand>)> {
+    let s = load(app, id).await?;
+    if s.session.status != "running" {
+        return Err(conflict(
+            "session_state",
+            format!("the session is {}, not running", s.session.status),
+        ));
+    }
+    let device = super::devices::load_device(app, s.session.device_id).await?;
+    let payload = serde_json::json!({ "session_id": id });
+    super::commands::send_to_device(app, &device, "attack.stop", payload, a.user_id()).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rocket::FromFormField)]
+pub enum ReportFormat {
+    #[field(value = "html")]
+    Html,
+    #[field(value = "pdf")]
+    Pdf,
+}
+
+/// The session's report: `format=html` (default) or `pdf`.
+#[rocket::get("/attacks/sessions/<id>/report?<format>")]
+pub async fn report(
+    _a: Auth<Viewer>,
+    app: &State<App>,
+    id: Uuid,
+    format: Option<Result<ReportFormat, Errors<'_>>>,
+) -> ApiResult<(ContentType, Vec<u8>)> {
+    let format = match format {
+        None => ReportFormat::Html,
+        Some(Ok(f)) => f,
+        Some(Err(_)) => return Err(ApiError::field("format", "html or pdf")),
+    };
+    let data = app
+        .db
+        .run(move |c| crate::attack::report::load(c, id)?.ok_or_else(|| ApiError::not_found("attack session")))
+        .await?;
+    match format {
+        ReportFormat::Html => {
+            let html = crate::attack::report::html(&data).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok((ContentType::HTML, html.into_bytes()))
+        }
+        ReportFormat::Pdf => {
+            let pdf = tokio::task::spawn_blocking(move || crate::attack::report::pdf(&data))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok((ContentType::PDF, pdf))
+        }
+    }
 }

@@ -135,6 +135,9 @@ pub async fn predict(_a: Auth<Operator>, app: &State<App>, body: Body<PredictIn>
         feature_importance: top.as_ref().map(|t| serde_json::json!(t)),
         inference_latency_ms: latency_ms,
         ts: Utc::now(),
+        attack_session_id: None,
+        attack_step: None,
+        clean_score: None,
     };
     let stored = row.clone();
     app.db

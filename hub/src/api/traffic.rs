@@ -118,6 +118,12 @@ pub struct PredictionEvent<'a> {
     pub attack_type: Option<&'a str>,
     pub model_version: &'a str,
     pub timestamp: DateTime<Utc>,
+    /// The window holds flows of an attack-simulation session: a test.
+    pub simulated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack_session_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack_step: Option<i32>,
 }
 
 pub fn publish_prediction(app: &App, p: &Prediction, device_name: &str) {
@@ -136,8 +142,15 @@ pub fn publish_prediction_to(events: &crate::ws::Broadcaster, p: &Prediction, de
         attack_type: p.attack_type.as_deref(),
         model_version: &p.model_version,
         timestamp: p.ts,
+        simulated: p.attack_session_id.is_some(),
+        attack_session_id: p.attack_session_id,
+        attack_step: p.attack_step,
     };
-    events.publish("prediction", &ev, &[Topic::Live, Topic::Device(p.device_id)]);
+    let mut topics = vec![Topic::Live, Topic::Device(p.device_id)];
+    if let Some(session) = p.attack_session_id {
+        topics.push(Topic::Attack(session));
+    }
+    events.publish("prediction", &ev, &topics);
 }
 
 pub fn publish_alert(app: &App, a: &Alert) {
@@ -200,6 +213,9 @@ pub fn prediction_row(i: usize, p: PredictionIn, now: DateTime<Utc>) -> ApiResul
         feature_importance: p.feature_importance,
         inference_latency_ms: latency,
         ts: p.timestamp.unwrap_or(now),
+        attack_session_id: None,
+        attack_step: None,
+        clean_score: None,
     })
 }
 

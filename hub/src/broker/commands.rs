@@ -2,7 +2,7 @@
 //! topic while it is online, then marked delivered; the agent answers on `cmd/ack` and the row
 //! becomes done or failed. An agent that comes back online gets its delivered but unanswered
 //! commands again (it recognises ids it has already run), so a command is never lost between
-//! the two. Commands for later features (attack sessions, FL runs) stay pending here.
+//! the two. Commands for later features (FL runs) stay pending here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,13 @@ use crate::db::schema::{agent_commands, agents};
 use crate::db::Db;
 
 /// The commands agents carry out now.
-pub const DELIVERED: [&str; 3] = ["device.start", "device.stop", "traffic.replay_pcap"];
+pub const DELIVERED: [&str; 5] = [
+    "device.start",
+    "device.stop",
+    "traffic.replay_pcap",
+    "attack.start",
+    "attack.stop",
+];
 /// Commands published per pass at most; the rest go on the next.
 const PER_PASS: i64 = 200;
 
@@ -30,6 +36,12 @@ pub fn action(row: &CommandRow) -> Result<Action, String> {
             .as_str()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| "the command names no device address".to_string())
+    };
+    let session = || {
+        p["session_id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| "the command names no attack session".to_string())
     };
     match row.command.as_str() {
         "device.start" => Ok(Action::StartMonitoring {
@@ -49,6 +61,18 @@ pub fn action(row: &CommandRow) -> Result<Action, String> {
                 .ok_or("the command names no upload")?,
             len: p["bytes"].as_u64().ok_or("the command has no size")?,
             sha256: p["sha256"].as_str().ok_or("the command has no checksum")?.to_string(),
+        }),
+        "attack.start" => Ok(Action::AttackStart {
+            command_id: row.id,
+            session_id: session()?,
+            device: ip()?,
+            steps: serde_json::from_value(p["steps"].clone())
+                .map_err(|e| format!("the command's steps are not understood: {e}"))?,
+            gap_secs: p["gap_secs"].as_u64().and_then(|g| u32::try_from(g).ok()).unwrap_or(10),
+        }),
+        "attack.stop" => Ok(Action::AttackStop {
+            command_id: row.id,
+            session_id: session()?,
         }),
         other => Err(format!("agents do not run {other:?} commands")),
     }
@@ -205,5 +229,29 @@ mod tests {
         assert!(action(&row("device.stop", serde_json::json!({"ip": "not an ip"}))).is_err());
         assert!(action(&row("traffic.replay_pcap", serde_json::json!({"ip": "10.0.0.1"}))).is_err());
         assert!(action(&row("fl.start", serde_json::json!({}))).is_err());
+        let session = Uuid::new_v4();
+        let start = row(
+            "attack.start",
+            serde_json::json!({"session_id": session, "ip": "10.0.0.9", "gap_secs": 3, "steps": [
+                {"order": 1, "attack_type": "port_scan", "duration_secs": 5, "intensity": 0.5, "adversarial_epsilon": 0.01}
+            ]}),
+        );
+        match action(&start) {
+            Ok(Action::AttackStart {
+                session_id,
+                steps,
+                gap_secs,
+                ..
+            }) => {
+                assert_eq!((session_id, gap_secs, steps.len()), (session, 3, 1));
+                assert_eq!(steps[0].adversarial_epsilon, Some(0.01));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(action(&row(
+            "attack.start",
+            serde_json::json!({"session_id": session, "ip": "10.0.0.9", "steps": "x"})
+        ))
+        .is_err());
     }
 }

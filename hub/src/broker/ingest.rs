@@ -283,9 +283,9 @@ pub fn prediction_batches(conn: &mut PgConnection, batches: &[(Uuid, &Prediction
         let all = rows.iter().flatten();
         let inserted: Vec<Inserted> = diesel::sql_query(
             "INSERT INTO predictions (id, device_id, score, label, confidence, attack_type, model_version, \
-             inference_latency_ms, ts) \
+             inference_latency_ms, ts, attack_session_id, attack_step, clean_score) \
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::text[], $5::float8[], $6::text[], \
-             $7::varchar[], $8::float8[], $9::timestamptz[]) \
+             $7::varchar[], $8::float8[], $9::timestamptz[], $10::uuid[], $11::int4[], $12::float8[]) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
         .bind::<Array<SqlUuid>, _>(all.clone().map(|r| r.id).collect::<Vec<_>>())
@@ -296,7 +296,10 @@ pub fn prediction_batches(conn: &mut PgConnection, batches: &[(Uuid, &Prediction
         .bind::<Array<Nullable<Text>>, _>(all.clone().map(|r| r.attack_type.as_deref()).collect::<Vec<_>>())
         .bind::<Array<Varchar>, _>(all.clone().map(|r| r.model_version.as_str()).collect::<Vec<_>>())
         .bind::<Array<Double>, _>(all.clone().map(|r| r.inference_latency_ms).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(all.map(|r| r.ts).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(all.clone().map(|r| r.ts).collect::<Vec<_>>())
+        .bind::<Array<Nullable<SqlUuid>>, _>(all.clone().map(|r| r.attack_session_id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<diesel::sql_types::Integer>>, _>(all.clone().map(|r| r.attack_step).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Double>>, _>(all.map(|r| r.clean_score).collect::<Vec<_>>())
         .load(c)?;
         // A batch delivered twice within one group: its rows go to the first copy only.
         let mut inserted: HashSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();
@@ -465,7 +468,8 @@ fn respond(
         measure: Option<&'static str>,
     }
     let mut seen: HashMap<Uuid, Seen<'_>> = HashMap::new();
-    for (i, p, row) in &fresh {
+    // A simulated attack is a test: it raises no alert and changes no device's status.
+    for (i, p, row) in fresh.iter().filter(|(_, _, row)| row.attack_session_id.is_none()) {
         let s = seen.entry(row.device_id).or_insert(Seen {
             batch: *i,
             top: None,
@@ -612,6 +616,12 @@ fn prediction_row(p: &PredictionMsg, device_id: Uuid) -> Prediction {
         ts: Utc
             .timestamp_nanos(d.window.last_ts_ns)
             .max(DateTime::<Utc>::UNIX_EPOCH),
+        attack_session_id: d.simulation.map(|m| m.session_id),
+        attack_step: d.simulation.map(|m| i32::try_from(m.step).unwrap_or(i32::MAX)),
+        clean_score: d
+            .simulation
+            .and_then(|m| m.clean_score)
+            .map(|s| f64::from(s).clamp(0.0, 1.0)),
     }
 }
 

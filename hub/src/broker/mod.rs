@@ -249,7 +249,7 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
         webhooks: app.webhooks.clone(),
     };
     tokio::spawn(store(store_cx, work_rx));
-    tokio::spawn(expire(db, offline_after));
+    tokio::spawn(expire(db, app.events.clone(), offline_after));
 }
 
 /// Most prediction messages stored in one transaction, and most predictions in them.
@@ -319,6 +319,14 @@ async fn store(cx: StoreContext, mut work: mpsc::Receiver<Publish>) {
                     Ok(r) if r.schema == fleet::SCHEMA => store_result(&cx, agent, r, &p).await,
                     _ => refuse(client, stats, &p).await,
                 },
+                Channel::Attack => {
+                    // In order with the predictions of the same session.
+                    store_group(&cx, std::mem::take(&mut group)).await;
+                    match serde_json::from_slice::<fleet::AttackReport>(&p.payload) {
+                        Ok(r) if r.schema == fleet::SCHEMA => store_attack(&cx, agent, r, &p).await,
+                        _ => refuse(client, stats, &p).await,
+                    }
+                }
                 // Acks and commands go the other way; an agent publishing one is ignored.
                 Channel::Ack | Channel::Command => refuse(client, stats, &p).await,
             }
@@ -355,6 +363,24 @@ async fn store_result(cx: &StoreContext, agent: Uuid, r: fleet::CommandResult, p
         }
         Err(e) => {
             tracing::error!(topic = %p.topic, error = %e, "fleet link: storing a command result failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// An agent's report on an attack-simulation session it runs.
+async fn store_attack(cx: &StoreContext, agent: Uuid, r: fleet::AttackReport, p: &Publish) {
+    match run(&cx.db, move |c| crate::attack::record(c, agent, &r)).await {
+        Ok(Some(progress)) => {
+            crate::attack::publish(&cx.events, &progress);
+            let _ = cx.client.ack(p).await;
+        }
+        Ok(None) => {
+            tracing::debug!(%agent, "a report on no running session of this agent's devices");
+            let _ = cx.client.ack(p).await;
+        }
+        Err(e) => {
+            tracing::error!(topic = %p.topic, error = %e, "fleet link: storing an attack report failed");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -459,6 +485,7 @@ async fn store_group(cx: &StoreContext, group: Vec<Pending>) {
 async fn store_status(cx: &StoreContext, agent: Uuid, s: AgentStatus, p: &Publish) {
     let (client, db, events) = (&cx.client, &cx.db, &cx.events);
     // An online agent scoring with another model than the hub's is told to switch.
+    let state = s.state;
     let behind = cx
         .rollout
         .as_deref()
@@ -468,6 +495,18 @@ async fn store_status(cx: &StoreContext, agent: Uuid, s: AgentStatus, p: &Publis
     match run(db, move |c| ingest::status(c, agent, &s, chrono::Utc::now())).await {
         Ok(came_online) => {
             events.publish("agent_status", &serde_json::json!({"agent_id": agent}), &[Topic::Live]);
+            // A session outlives neither its agent going away nor a restart (which forgets it).
+            let gone = match (state, came_online) {
+                (AgentState::Offline, _) => Some("the agent went offline during the session"),
+                (AgentState::Online, true) => Some("the agent restarted or reconnected during the session"),
+                _ => None,
+            };
+            if let Some(reason) = gone {
+                match run(db, move |c| crate::attack::fail_for_agents(c, &[agent], reason)).await {
+                    Ok(failed) => failed.iter().for_each(|p| crate::attack::publish(events, p)),
+                    Err(e) => tracing::warn!(%agent, error = %e, "failing the agent's attack sessions failed"),
+                }
+            }
             if came_online {
                 cx.commands.notify_one();
                 rules::send_to(client, db, agent).await;
@@ -555,14 +594,19 @@ pub(crate) async fn run<T: Send + 'static>(
 
 /// Marks agents offline when their heartbeats stop (the broker's last will covers clean
 /// disconnects and dead TCP connections; this covers a broker that lost the agent silently).
-async fn expire(db: Db, offline_after: Duration) {
+async fn expire(db: Db, events: Arc<Broadcaster>, offline_after: Duration) {
     let silence = chrono::Duration::from_std(offline_after).unwrap_or(chrono::Duration::seconds(30));
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         match run(&db, move |c| ingest::expire(c, silence, chrono::Utc::now())).await {
             Ok(stale) if !stale.is_empty() => {
-                tracing::info!(agents = stale.len(), "agents went silent; marked offline")
+                tracing::info!(agents = stale.len(), "agents went silent; marked offline");
+                let reason = "the agent went silent (offline) during the session";
+                match run(&db, move |c| crate::attack::fail_for_agents(c, &stale, reason)).await {
+                    Ok(failed) => failed.iter().for_each(|p| crate::attack::publish(&events, p)),
+                    Err(e) => tracing::warn!(error = %e, "failing silent agents' attack sessions failed"),
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "marking silent agents offline failed"),

@@ -67,6 +67,15 @@ pub struct Prediction {
     pub inference_latency_ms: f64,
     #[serde(rename = "timestamp")]
     pub ts: DateTime<Utc>,
+    /// The attack-simulation session whose simulated flows the window holds (a test, not an
+    /// attack on the network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack_session_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack_step: Option<i32>,
+    /// Adversarial steps: the score before the FGSM perturbation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clean_score: Option<f64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
@@ -100,6 +109,12 @@ pub struct AttackSession {
     pub completed_at: Option<DateTime<Utc>>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// The model the agent scored the session with.
+    pub model_version: Option<String>,
+    /// Why it failed or was aborted, or its summary.
+    pub message: Option<String>,
+    /// The `attack.start` command that runs it.
+    pub command_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
@@ -121,6 +136,17 @@ pub struct AttackStep {
     pub auto_action_taken: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Windows that held the step's simulated flows.
+    pub windows: Option<i32>,
+    /// Of those, flagged as attacks (after FGSM on adversarial steps).
+    pub attack_windows: Option<i32>,
+    pub detection_rate: Option<f64>,
+    /// Adversarial steps: the rate on the same windows unperturbed.
+    pub clean_detection_rate: Option<f64>,
+    pub avg_score: Option<f64>,
+    /// Of the flagged windows, the share naming the step's attack family.
+    pub family_accuracy: Option<f64>,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize, utoipa::ToSchema)]

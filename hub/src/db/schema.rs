@@ -98,6 +98,9 @@ diesel::table! {
         feature_importance -> Nullable<Jsonb>,
         inference_latency_ms -> Float8,
         ts -> Timestamptz,
+        attack_session_id -> Nullable<Uuid>,
+        attack_step -> Nullable<Int4>,
+        clean_score -> Nullable<Float8>,
     }
 }
 
@@ -130,6 +133,9 @@ diesel::table! {
         completed_at -> Nullable<Timestamptz>,
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        model_version -> Nullable<Text>,
+        message -> Nullable<Text>,
+        command_id -> Nullable<Uuid>,
     }
 }
 
@@ -151,6 +157,13 @@ diesel::table! {
         auto_action_taken -> Nullable<Varchar>,
         started_at -> Nullable<Timestamptz>,
         completed_at -> Nullable<Timestamptz>,
+        windows -> Nullable<Int4>,
+        attack_windows -> Nullable<Int4>,
+        detection_rate -> Nullable<Float8>,
+        clean_detection_rate -> Nullable<Float8>,
+        avg_score -> Nullable<Float8>,
+        family_accuracy -> Nullable<Float8>,
+        message -> Nullable<Text>,
     }
 }
 
@@ -246,6 +259,7 @@ diesel::joinable!(traffic_logs -> devices (device_id));
 diesel::joinable!(predictions -> devices (device_id));
 diesel::joinable!(alerts -> devices (device_id));
 diesel::joinable!(attack_steps -> attack_sessions (session_id));
+diesel::joinable!(attack_sessions -> devices (device_id));
 diesel::joinable!(fl_client_metrics -> fl_rounds (round_id));
 
 diesel::allow_tables_to_appear_in_same_query!(

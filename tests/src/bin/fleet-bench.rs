@@ -105,6 +105,7 @@ fn prediction(device: IpAddr, seq: u64) -> PredictionMsg {
             inference_latency_ms: 0.05,
             peer: None,
             padded_flows: 0,
+            simulation: None,
         },
         prevention: Vec::new(),
     }
