@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(libpcap-dev libpq-dev pkg-config tcpdump iproute2 iputils-ping curl python3 python3-venv shellcheck
-    mosquitto mosquitto-clients poppler-utils)
+    mosquitto mosquitto-clients poppler-utils nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

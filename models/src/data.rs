@@ -175,6 +175,11 @@ impl Network {
         self.addr.is_ipv4()
     }
 
+    /// Whether every address of `other` is in this network too.
+    pub fn covers(&self, other: &Network) -> bool {
+        self.prefix <= other.prefix && self.contains(other.addr)
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (a, b, bits) = match (self.addr, ip) {
             (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),

@@ -60,6 +60,9 @@ pub struct LiveCapture {
     interface: String,
     link: LinkType,
     capture: Capture<Active>,
+    read_timeout_ms: i32,
+    /// The last read found nothing: wait on the descriptor before the next.
+    drained: bool,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -94,6 +97,10 @@ impl LiveCapture {
             .timeout(options.read_timeout_ms)
             .precision(Precision::Nano)
             .open()
+            .map_err(open_err)?
+            // libpcap ignores the read timeout in immediate mode on Linux (a read on a quiet
+            // link would block for good): reads never block, and next_frame waits itself.
+            .setnonblock()
             .map_err(open_err)?;
         if !options.filter.trim().is_empty() {
             capture.filter(&options.filter, true).map_err(|e| LiveError::Filter {
@@ -107,6 +114,8 @@ impl LiveCapture {
             interface,
             link,
             capture,
+            read_timeout_ms: options.read_timeout_ms.max(1),
+            drained: false,
         })
     }
 
@@ -116,6 +125,25 @@ impl LiveCapture {
 
     /// Waits up to the read timeout for one packet. `Ok(None)` means the timeout passed.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, LiveError> {
+        if self.drained {
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
+            let timeout = Timespec {
+                tv_sec: i64::from(self.read_timeout_ms / 1000),
+                tv_nsec: i64::from(self.read_timeout_ms % 1000) * 1_000_000,
+            };
+            let mut fds = [PollFd::new(&self.capture, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return Ok(None),
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    return Err(LiveError::Read {
+                        interface: self.interface.clone(),
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+        self.drained = false;
         match self.capture.next_packet() {
             Ok(packet) => {
                 let ts = packet.header.ts;
@@ -130,7 +158,10 @@ impl LiveCapture {
                     wire_len: packet.header.len,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(pcap::Error::TimeoutExpired) => {
+                self.drained = true;
+                Ok(None)
+            }
             Err(e) => Err(LiveError::Read {
                 interface: self.interface.clone(),
                 detail: e.to_string(),

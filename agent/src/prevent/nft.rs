@@ -53,6 +53,21 @@ fn family(ip: IpAddr) -> (&'static str, char) {
     }
 }
 
+/// The networks of `nets` that no other one covers (a duplicate counts once): nftables
+/// refuses an interval set whose elements overlap, e.g. the broker's 127.0.0.1 and loopback.
+fn disjoint(nets: &[Network]) -> Vec<&Network> {
+    nets.iter()
+        .enumerate()
+        .filter(|(i, n)| {
+            !nets
+                .iter()
+                .enumerate()
+                .any(|(j, m)| j != *i && m.covers(n) && (!n.covers(m) || j < *i))
+        })
+        .map(|(_, n)| n)
+        .collect()
+}
+
 impl Nft {
     /// Replaces our table with an empty one protecting `protected`.
     pub fn install(command: Vec<String>, protected: &[Network]) -> Result<Nft, NftError> {
@@ -60,7 +75,7 @@ impl Nft {
             command,
             rates: BTreeSet::new(),
         };
-        let (v4, v6): (Vec<&Network>, Vec<&Network>) = protected.iter().partition(|n| n.is_ipv4());
+        let (v4, v6): (Vec<&Network>, Vec<&Network>) = disjoint(protected).into_iter().partition(|n| n.is_ipv4());
         let elements = |nets: &[&Network]| {
             if nets.is_empty() {
                 String::new()
@@ -175,4 +190,26 @@ fn rate_sets(pps: u32) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_sets_hold_no_overlapping_intervals() {
+        let nets: Vec<Network> = [
+            "127.0.0.1/32",
+            "10.0.0.1/32",
+            "127.0.0.1/32",
+            "127.0.0.0/8",
+            "::1/128",
+            "fd00::/8",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("network"))
+        .collect();
+        let kept: Vec<String> = disjoint(&nets).iter().map(|n| n.to_string()).collect();
+        assert_eq!(kept, ["10.0.0.1/32", "127.0.0.0/8", "::1/128", "fd00::/8"]);
+    }
 }
