@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the platform on this machine: a hub (PostgreSQL, its own MQTT broker with mutual TLS on
 # 8883) and three agents that enroll with one-time tokens, simulate IoT networks under attack,
-# detect with the shipped model and report to the hub. Stops everything on Ctrl-C. State and
-# logs go to $GATEWATCH_RUN_DIR (default ./run).
+# detect with the shipped model and report to the hub; one short attack-simulation session
+# runs on the first agent's device and its report is saved. Stops everything on Ctrl-C. State
+# and logs go to $GATEWATCH_RUN_DIR (default ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -80,6 +81,13 @@ EOF
     echo "== agent $name simulating 192.168.$i.0/24 (log $run_dir/$name/agent.log, metrics http://127.0.0.1:$((9476 + i))/metrics)"
 done
 
+# One short attack-simulation session on the first agent's device; its report lands in $run_dir.
+python3 scripts/demo-session.py --port "$port" --password "$password" --device 192.168.1.20 \
+    --out "$run_dir" >"$run_dir/demo-session.log" 2>&1 &
+pids+=($!)
+(tail -n +1 -F "$run_dir/demo-session.log" 2>/dev/null | sed -u 's/^/   /') &
+pids+=($!)
+
 cat <<EOF
 == running. Log in as admin / $password:
    API docs      http://127.0.0.1:$port/docs
@@ -90,6 +98,8 @@ cat <<EOF
    agents        GATEWATCH_DATABASE_URL=$database GATEWATCH_DATA_DIR=$run_dir/hub $bin/gatewatch-hub agents list
    alerts        http://127.0.0.1:$port/api/v1/alerts (with the token; also ws://…/ws/alerts)
    prevention    http://127.0.0.1:$port/api/v1/prevention/logs (what the dry-run rule would have done)
+   attack demo   a two-step session on 192.168.1.20 (port scan under FGSM, SSH brute force);
+                 its HTML and PDF reports are written to $run_dir/attack-report.{html,pdf}
    Attacks start after 40 s and rotate through every type. Ctrl-C stops everything.
 EOF
 while sleep 30; do

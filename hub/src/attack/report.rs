@@ -201,13 +201,14 @@ th { background: #8882; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 .chart { width: 100%; height: auto; }
+.scroll { overflow-x: auto; }
 </style></head>
 <body>
 <h1>Attack simulation report</h1>
 <dl>{% for k, v in header %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}</dl>
 {% if message %}<p>{{ message }}</p>{% endif %}
 <h2>Steps</h2>
-<table>
+<div class="scroll"><table>
 <thead><tr><th>#</th><th>Attack</th><th>Duration</th><th>Intensity</th><th>FGSM &epsilon;</th><th>Status</th>
 <th>Windows</th><th>Flagged</th><th>Detection rate</th><th>Unperturbed rate</th><th>Avg confidence</th>
 <th>Detection latency</th><th>Family accuracy</th><th>Prevention</th></tr></thead>
@@ -215,7 +216,7 @@ dt { font-weight: 600; }
 <td>{{ s.epsilon }}</td><td>{{ s.status }}</td><td>{{ s.windows }}</td><td>{{ s.flagged }}</td><td>{{ s.detection_rate }}</td>
 <td>{{ s.clean_detection_rate }}</td><td>{{ s.avg_confidence }}</td><td>{{ s.latency }}</td><td>{{ s.family_accuracy }}</td>
 <td>{{ s.prevention }}</td></tr>{% if s.message %}<tr><td></td><td colspan="13">{{ s.message }}</td></tr>{% endif %}{% endfor %}</tbody>
-</table>
+</table></div>
 <h2>Clean and adversarial detection</h2>
 <dl>{% for k, v in summary %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}</dl>
 <h2>Score over time</h2>
@@ -466,7 +467,8 @@ fn draw_chart(c: &mut pdf_writer::Content, d: &ReportData, x0: f32, y0: f32, w: 
         return;
     };
     let x = |ms: i64| x0 + w * ((ms - t0) as f64 / (t1 - t0) as f64) as f32;
-    let y = |score: f64| y0 + h * score.clamp(0.0, 1.0) as f32;
+    // Inset, so that scores of 0 and 1 do not vanish into the frame.
+    let y = |score: f64| y0 + 4.0 + (h - 8.0) * score.clamp(0.0, 1.0) as f32;
     c.set_fill_rgb(1.0, 0.85, 0.55);
     for s in &d.steps {
         if let (Some(a), Some(b)) = (s.started_at, s.completed_at.or(d.session.completed_at)) {
