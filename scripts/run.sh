@@ -20,20 +20,28 @@ cargo build --release --locked --workspace --bins
 bin="$CARGO_TARGET_DIR/release"
 
 pids=()
+hub_pid=
 stop() {
     echo "== stopping"
+    # Agents first, so that what they hold is delivered to the hub before it goes.
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -n "$hub_pid" ]; then
+        kill -TERM "$hub_pid" 2>/dev/null || true
+        wait "$hub_pid" 2>/dev/null || true
+    fi
 }
 trap stop EXIT INT TERM
 
 password="${GATEWATCH_ADMIN_PASSWORD:-gatewatch-demo}"
 echo "== hub on http://127.0.0.1:$port (database $database, log $run_dir/hub.log)"
+# The demo's password is published: it listens on loopback only (GATEWATCH_HTTP_ADDRESS to change).
 GATEWATCH_DATABASE_URL="$database" GATEWATCH_DATA_DIR="$run_dir/hub" GATEWATCH_HTTP_PORT="$port" \
+    GATEWATCH_HTTP_ADDRESS="${GATEWATCH_HTTP_ADDRESS:-127.0.0.1}" \
     GATEWATCH_ADMIN_PASSWORD="$password" GATEWATCH_MODEL_DIR="$PWD/models/default" \
     GATEWATCH_MQTT_TLS_PORT="$mqtt_port" GATEWATCH_BROKER_MODE=embedded \
     "$bin/gatewatch-hub" serve >"$run_dir/hub.log" 2>&1 &
-pids+=($!)
+hub_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null || {
     echo "run: the hub did not start:" >&2

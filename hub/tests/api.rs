@@ -828,10 +828,8 @@ async fn attack_sessions() {
             None,
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (Status::Conflict, Some("no_agent_connected"))
-    );
+    // No agent watches the device: nothing can run the session.
+    assert_eq!((s, v["error"]["code"].as_str()), (Status::Conflict, Some("no_agent")));
     assert_eq!(
         hub.call(
             "POST",
@@ -851,8 +849,29 @@ async fn attack_sessions() {
             None,
         )
         .await;
-    assert_eq!(r.content_type(), Some(ContentType::HTML));
-    assert!(r.into_string().await.unwrap_or_default().contains("syn_flood"));
+    let kind = r.content_type();
+    let text = r.into_string().await.unwrap_or_default();
+    assert_eq!(kind, Some(ContentType::HTML), "{text}");
+    assert!(text.contains("syn_flood"));
+    let r = hub
+        .send(
+            "GET",
+            &format!("/api/v1/attacks/sessions/{id}/report?format=pdf"),
+            Some(&hub.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.content_type(), Some(ContentType::PDF));
+    assert!(r.into_bytes().await.unwrap_or_default().starts_with(b"%PDF-"));
+    let (s, _) = hub
+        .call(
+            "GET",
+            &format!("/api/v1/attacks/sessions/{id}/report?format=docx"),
+            Some(&hub.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity);
     assert_eq!(
         hub.call(
             "DELETE",

@@ -528,11 +528,9 @@ pub async fn stop(
     super::commands::send_to_device(app, &device, "attack.stop", payload, a.user_id()).await
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, rocket::FromFormField)]
-pub enum ReportFormat {
-    #[field(value = "html")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportFormat {
     Html,
-    #[field(value = "pdf")]
     Pdf,
 }
 
@@ -542,12 +540,12 @@ pub async fn report(
     _a: Auth<Viewer>,
     app: &State<App>,
     id: Uuid,
-    format: Option<Result<ReportFormat, Errors<'_>>>,
+    format: Option<&str>,
 ) -> ApiResult<(ContentType, Vec<u8>)> {
     let format = match format {
-        None => ReportFormat::Html,
-        Some(Ok(f)) => f,
-        Some(Err(_)) => return Err(ApiError::field("format", "html or pdf")),
+        None | Some("html") => ReportFormat::Html,
+        Some("pdf") => ReportFormat::Pdf,
+        Some(_) => return Err(ApiError::field("format", "html or pdf")),
     };
     let data = app
         .db
