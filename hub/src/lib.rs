@@ -61,9 +61,18 @@ pub struct App {
     pub webhooks: Arc<webhooks::Webhooks>,
 }
 
+/// Why the hub's state could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("the token signing key in the data directory: {0}")]
+    Keys(#[from] jsonwebtoken::errors::Error),
+}
+
 impl App {
     /// Loads (or on first start creates) the CA in `data_dir`.
-    pub fn new(config: Config, db: Db, jwt_secret: &[u8]) -> Result<App, pki::PkiError> {
+    pub fn new(config: Config, db: Db, jwt_secret: &[u8]) -> Result<App, AppError> {
         Ok(App {
             ca: Arc::new(pki::Ca::load_or_create(&config.data_dir)?),
             identities: Arc::default(),
@@ -77,7 +86,7 @@ impl App {
             events: Broadcaster::new(config.ws_queue_len),
             models: Arc::new(model::ModelStore::open(&config.model_dir, &config.data_dir)),
             broker_stats: Arc::default(),
-            keys: Keys::new(jwt_secret),
+            keys: Keys::new(jwt_secret)?,
             db,
             config,
         })

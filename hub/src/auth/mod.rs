@@ -66,11 +66,12 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    pub fn new(secret: &[u8]) -> Keys {
-        Keys {
-            enc: EncodingKey::from_secret(secret),
-            dec: DecodingKey::from_secret(secret),
-        }
+    /// Refuses an empty secret (the data directory's key is at least 32 bytes).
+    pub fn new(secret: &[u8]) -> Result<Keys, jsonwebtoken::errors::Error> {
+        Ok(Keys {
+            enc: EncodingKey::from_secret(secret)?,
+            dec: DecodingKey::from_secret(secret)?,
+        })
     }
 
     pub fn issue(&self, user: Uuid, name: &str, role: Role, typ: &str, jti: Uuid, ttl: i64) -> String {
@@ -120,12 +121,13 @@ mod tests {
 
     #[test]
     fn tokens_check_type_and_key() {
-        let k = Keys::new(b"0123456789abcdef0123456789abcdef");
+        let k = Keys::new(b"0123456789abcdef0123456789abcdef").expect("keys");
         let id = Uuid::new_v4();
         let t = k.issue(id, "a", Role::Operator, "access", Uuid::new_v4(), 60);
         assert_eq!(k.verify(&t, "access").map(|c| c.sub), Some(id));
         assert!(k.verify(&t, "refresh").is_none());
         assert!(Keys::new(b"another key another key another!")
+            .expect("keys")
             .verify(&t, "access")
             .is_none());
         let expired = k.issue(id, "a", Role::Admin, "access", Uuid::new_v4(), -60);
