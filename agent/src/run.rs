@@ -336,11 +336,11 @@ pub fn pipeline(
             while !waiting() {
                 let mut extractor = Extractor::new(flow_config);
                 let mut file = CaptureFile::open(&path)?;
+                // The pacer ticks the stage before every packet (`waiting`).
                 read_as_now(&mut file, speed, &waiting, |frame| {
                     let mut stage = cell.borrow_mut();
                     stage.packets += 1;
                     extractor.push(frame, &mut |rec| stage.flow(&rec));
-                    stage.tick();
                     !stage.closed
                 })?;
                 extractor.flush(&mut |rec| cell.borrow_mut().flow(&rec));
@@ -374,10 +374,10 @@ pub fn pipeline(
                         if !pacer.wait(frame.ts_ns, &waiting) {
                             break;
                         }
+                        // The pacer has ticked the stage before this packet (`waiting`).
                         let mut stage = cell.borrow_mut();
                         stage.packets += 1;
                         extractor.push(&frame.as_frame(), &mut |rec| stage.flow(&rec));
-                        stage.tick();
                     }
                 }
                 extractor.advance(pipeline::wall_clock_ns(), &mut |rec| stage.flow(&rec));
