@@ -172,6 +172,12 @@ fn sessions_run_on_the_agent_report_progress_and_can_be_stopped() {
     .pop()
     .expect("agent");
 
+    let mut live = Value::Null;
+    wait_for("the device's agent to show as connected", Duration::from_secs(15), || {
+        live = api.send(reqwest::Method::GET, &format!("/devices/{device}/status"), None).1;
+        live["agent_connected"] == true
+    });
+
     // Invalid sessions: 422 naming the field, nothing stored.
     let bad = [
         (
@@ -417,4 +423,6 @@ fn sessions_run_on_the_agent_report_progress_and_can_be_stopped() {
     assert_eq!(failed["steps"][0]["status"], "failed", "{failed}");
     let (s, refused) = api.start(&doomed_id);
     assert_eq!(s, 409, "no online agent, no session: {refused}");
+    let (_, live) = api.send(reqwest::Method::GET, &format!("/devices/{device}/status"), None);
+    assert_eq!(live["agent_connected"], false, "{live}");
 }

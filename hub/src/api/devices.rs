@@ -364,11 +364,29 @@ pub struct DeviceLiveStatus {
 #[rocket::get("/devices/<id>/status")]
 pub async fn status(_a: Auth<Viewer>, app: &State<App>, id: Uuid) -> ApiResult<Json<DeviceLiveStatus>> {
     let d = load_device(app, id).await?;
+    // Connected: its agent is online (heartbeats within the offline timeout) and not revoked.
+    let agent_connected = match d.agent_id {
+        Some(agent) => {
+            app.db
+                .run(move |c| {
+                    use crate::db::schema::agents;
+                    Ok(agents::table
+                        .find(agent)
+                        .filter(agents::status.eq("online"))
+                        .filter(agents::revoked_at.is_null())
+                        .count()
+                        .get_result::<i64>(c)?
+                        > 0)
+                })
+                .await?
+        }
+        None => false,
+    };
     Ok(Json(DeviceLiveStatus {
         id: d.id,
         status: d.status,
         agent_id: d.agent_id,
-        agent_connected: false,
+        agent_connected,
         last_seen_at: d.last_seen_at,
         buffer_fill: None,
     }))
