@@ -172,11 +172,12 @@ fn sessions_run_on_the_agent_report_progress_and_can_be_stopped() {
     .pop()
     .expect("agent");
 
-    let mut live = Value::Null;
-    wait_for("the device's agent to show as connected", Duration::from_secs(15), || {
-        live = api.send(reqwest::Method::GET, &format!("/devices/{device}/status"), None).1;
-        live["agent_connected"] == true
-    });
+    let status_path = format!("/devices/{device}/status");
+    wait_for(
+        "the device's agent to show as connected",
+        Duration::from_secs(15),
+        || api.send(reqwest::Method::GET, &status_path, None).1["agent_connected"] == true,
+    );
 
     // Invalid sessions: 422 naming the field, nothing stored.
     let bad = [
