@@ -488,17 +488,7 @@ pub async fn start(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiResult<(
     app.commands.notify_one();
     crate::attack::publish(
         &app.events,
-        &crate::attack::Progress {
-            session_id: id,
-            device_id,
-            event: "session_queued",
-            status: "running".into(),
-            progress_pct: 0.0,
-            step: None,
-            step_status: None,
-            detection_rate: None,
-            message: None,
-        },
+        &crate::attack::Progress::new(id, device_id, "session_queued", "running"),
     );
     Ok((
         Status::Accepted,

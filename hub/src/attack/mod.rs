@@ -35,6 +35,23 @@ pub struct Progress {
     pub message: Option<String>,
 }
 
+impl Progress {
+    /// An event about the session as a whole; step fields unset.
+    pub fn new(session_id: Uuid, device_id: Uuid, event: &'static str, status: &str) -> Progress {
+        Progress {
+            session_id,
+            device_id,
+            event,
+            status: status.into(),
+            progress_pct: 0.0,
+            step: None,
+            step_status: None,
+            detection_rate: None,
+            message: None,
+        }
+    }
+}
+
 fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
 }
@@ -80,17 +97,7 @@ pub fn record(c: &mut PgConnection, agent: Uuid, r: &AttackReport) -> QueryResul
         }
         let session = r.session_id;
         let when = at(r.at_ms);
-        let mut out = Progress {
-            session_id: session,
-            device_id,
-            event: "",
-            status: "running".into(),
-            progress_pct: 0.0,
-            step: None,
-            step_status: None,
-            detection_rate: None,
-            message: None,
-        };
+        let mut out = Progress::new(session, device_id, "", "running");
         match &r.event {
             AttackEvent::SessionStarted { model_version } => {
                 diesel::update(attack_sessions::table.find(session))
@@ -302,15 +309,9 @@ pub fn fail_for_agents(c: &mut PgConnection, agents: &[Uuid], reason: &str) -> Q
             let progress_pct = progress(c, session)?;
             tracing::info!(%session, %reason, "attack session failed");
             out.push(Progress {
-                session_id: session,
-                device_id,
-                event: "session_ended",
-                status: "failed".into(),
                 progress_pct,
-                step: None,
-                step_status: None,
-                detection_rate: None,
                 message: Some(reason.to_string()),
+                ..Progress::new(session, device_id, "session_ended", "failed")
             });
         }
         Ok(out)
