@@ -52,6 +52,17 @@ environment overrides in brackets):
   prevent.protected        addresses never blocked, CIDR list (management networks; the hub's
                            addresses, the gateway's own and loopback always are) [[]]
   prevent.nft              the nft program [\"nft\"]
+  fl.enabled               train the hub's model locally when it runs federated learning (enrolled
+                           agents; only encrypted updates and metrics leave the gateway) [true]
+  fl.max_windows           local training set size, oldest out [4000]
+  fl.validation_fraction   share of local windows held out to measure each round [0.2]
+  fl.benign_max_score      a window scored at most this is a benign pseudo-label [0.1]
+  fl.quiet_secs            ...if its device had no flagged window this close in time [60]
+  fl.synth_families        attack families simulated locally for training
+                           [all the simulator makes: scan, dos_ddos, brute_force, slow_rate, botnet_c2,
+                            exfiltration, web_attack]
+  fl.synth_windows         simulated attack windows per family and round [150]
+  fl.max_train_seconds     a round's local training stops after this [300]
   metrics_listen           Prometheus endpoint, ADDRESS:PORT or \"off\" [127.0.0.1:9477] (GATEWATCH_METRICS_LISTEN)
   log                      tracing filter [info]                               (GATEWATCH_LOG)";
 
@@ -67,6 +78,7 @@ pub struct AgentConfig {
     pub uplink: UplinkConfig,
     pub spool: SpoolSection,
     pub prevent: PreventSection,
+    pub fl: crate::fl::FlConfig,
     pub metrics_listen: String,
     pub log: String,
 }
@@ -166,6 +178,7 @@ impl Default for AgentConfig {
             uplink: UplinkConfig::default(),
             spool: SpoolSection::default(),
             prevent: PreventSection::default(),
+            fl: crate::fl::FlConfig::default(),
             metrics_listen: "127.0.0.1:9477".into(),
             log: "info".into(),
         }
@@ -386,6 +399,23 @@ impl AgentConfig {
                 "use 20 or more (each cycle needs room for benign traffic)",
             );
         }
+        if let Err(problem) = self.fl.families() {
+            return invalid(
+                "fl.synth_families",
+                problem,
+                "use family names the simulator makes: scan, dos_ddos, brute_force, slow_rate, botnet_c2, exfiltration, web_attack",
+            );
+        }
+        if !(0.0..0.9).contains(&self.fl.validation_fraction) {
+            return invalid(
+                "fl.validation_fraction",
+                format!("is {}", self.fl.validation_fraction),
+                "use a number from 0 to 0.9",
+            );
+        }
+        if self.fl.max_windows == 0 || self.fl.max_train_seconds == 0 {
+            return invalid("fl.max_windows", "or fl.max_train_seconds is 0".into(), "use 1 or more");
+        }
         if self.hub.heartbeat_secs == 0 || self.hub.heartbeat_secs > 3600 {
             return invalid(
                 "hub.heartbeat_secs",
@@ -538,6 +568,9 @@ mod tests {
             ("spool.max_bytes", |c| c.spool.max_bytes = 1),
             ("prevent.protected", |c| c.prevent.protected = vec!["management".into()]),
             ("prevent.nft", |c| c.prevent.nft = " ".into()),
+            ("fl.synth_families", |c| c.fl.synth_families = vec!["iot_flood".into()]),
+            ("fl.synth_families", |c| c.fl.synth_families = vec!["port_scan".into()]),
+            ("fl.validation_fraction", |c| c.fl.validation_fraction = 0.95),
         ];
         for (key, tweak) in cases {
             let mut c = AgentConfig::default();

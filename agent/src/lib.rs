@@ -8,6 +8,7 @@ pub mod attack;
 pub mod capture;
 pub mod config;
 pub mod detect;
+pub mod fl;
 pub mod flow;
 pub mod metrics;
 pub mod pipeline;

@@ -875,6 +875,36 @@ fn run_agent(args: RunArgs) -> Result<()> {
         }
         _ => None,
     };
+    // Federated learning needs the identity too: updates and keys go over QUIC, signed.
+    let fl = match (&identity, &rollout) {
+        (Some(id), Some(r)) if config.fl.enabled => {
+            let _guard = runtime.enter();
+            let flow_config = gatewatch_agent::flow::FlowConfig {
+                mode: config.mode()?,
+                ..Default::default()
+            };
+            let client = gatewatch_agent::fl::Client::start(
+                &config.state_dir,
+                &r.models_dir,
+                id.clone(),
+                r.client.clone(),
+                config.fl.clone(),
+                flow_config,
+                metrics.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("federated learning: {e}"))?;
+            let published = client.clone();
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(10));
+                loop {
+                    every.tick().await;
+                    published.publish_composition();
+                }
+            });
+            Some(client)
+        }
+        _ => None,
+    };
     let commands = gatewatch_agent::uplink::commands::Commands::new(
         &config.state_dir,
         updates_tx.clone(),
@@ -945,13 +975,21 @@ fn run_agent(args: RunArgs) -> Result<()> {
         flows: tap,
         metrics: metrics.clone(),
         attack_reports: attack_tx,
+        fl_tap: fl.as_ref().map(|f| f.tap()),
     };
     let pipeline_config = config.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || run::pipeline(&pipeline_config, model, links, stop))
         .context("starting the pipeline thread")?;
-    let uplink = runtime.block_on(mqtt::run(link, sender, rx, attack_rx, model_version, rollout, commands));
+    let uplink = runtime.block_on(mqtt::run(
+        link,
+        sender,
+        rx,
+        attack_rx,
+        model_version,
+        mqtt::Orders { rollout, commands, fl },
+    ));
     let pipeline = pipeline
         .join()
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;

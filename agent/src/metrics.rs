@@ -30,6 +30,10 @@ pub struct AgentMetrics {
     pub prevention_enforced: AtomicU64,
     pub prevention_failed: AtomicU64,
     pub model_version: Mutex<String>,
+    /// Federated-learning rounds this agent uploaded an update for.
+    pub fl_rounds: AtomicU64,
+    /// The local training set's windows per family, in `gatewatch_models::FAMILIES` order.
+    pub fl_local_windows: [AtomicU64; gatewatch_models::FAMILY_COUNT],
 }
 
 impl AgentMetrics {
@@ -116,6 +120,22 @@ impl AgentMetrics {
             "gatewatch_agent_prevention_failed_total",
             "Prevention measures nftables refused.",
             c(&self.prevention_failed),
+        );
+        m.counter(
+            "gatewatch_agent_fl_rounds_total",
+            "Federated-learning rounds this agent uploaded an encrypted update for.",
+            c(&self.fl_rounds),
+        );
+        let windows: Vec<(&str, f64)> = gatewatch_models::FAMILIES
+            .iter()
+            .zip(&self.fl_local_windows)
+            .map(|(f, n)| (f.name(), c(n) as f64))
+            .collect();
+        m.gauge_by(
+            "gatewatch_agent_fl_local_windows",
+            "Windows in the local training set, by family (they never leave the gateway).",
+            "family",
+            &windows,
         );
         let version = self.model_version.lock().map(|v| v.clone()).unwrap_or_default();
         m.gauge_by(

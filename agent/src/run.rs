@@ -244,6 +244,8 @@ pub struct PipelineLinks {
     pub metrics: Arc<crate::metrics::AgentMetrics>,
     /// Progress of attack-simulation sessions out, to the uplink.
     pub attack_reports: mpsc::UnboundedSender<gatewatch_proto::fleet::AttackReport>,
+    /// Scored windows out, to the local training set (federated learning).
+    pub fl_tap: Option<crate::fl::collect::Tap>,
 }
 
 /// Runs the source until `stop` is set (or a pcap source fails), sending detections on
@@ -306,6 +308,7 @@ pub fn pipeline(
         .flatten()
         .collect(),
     };
+    stage.detector.set_fl_tap(links.fl_tap);
     let stopped = || stop.load(Ordering::Relaxed);
     match config.source.kind {
         SourceKind::Interface => {
@@ -530,13 +533,14 @@ impl Stage {
             self.attack_reports.clone(),
         ) {
             self.detector.retain_sim_steps(run.session_id);
-            for (mark, order, epsilon) in run.steps() {
+            for (mark, order, epsilon, family) in run.steps() {
                 self.detector.set_sim_step(
                     mark,
                     crate::detect::SimStep {
                         session_id: run.session_id,
                         order,
                         epsilon,
+                        family,
                     },
                 );
             }

@@ -45,6 +45,8 @@ pub struct Context {
     pub stats: Arc<BulkStats>,
     /// The hub's data directory, where uploaded captures wait.
     pub data_dir: std::path::PathBuf,
+    /// Federated learning: what agents send and fetch during a run.
+    pub fl: Arc<crate::fl::Coordinator>,
 }
 
 /// Binds the endpoint; [`serve`] then answers agents.
@@ -75,11 +77,14 @@ pub async fn serve(endpoint: quinn::Endpoint, cx: Context) {
                     return;
                 }
             };
-            let identity = conn
+            let cert: Option<Arc<Vec<u8>>> = conn
                 .peer_identity()
                 .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
-                .and_then(|certs| certs.first().and_then(crate::pki::agent_of));
-            let Some((agent, fingerprint)) = identity else {
+                .and_then(|certs| certs.first().map(|c| Arc::new(c.to_vec())));
+            let identity = cert
+                .as_ref()
+                .and_then(|c| crate::pki::agent_of(&CertificateDer::from(c.as_slice())));
+            let (Some((agent, fingerprint)), Some(cert)) = (identity, cert) else {
                 cx.stats.refused.fetch_add(1, Relaxed);
                 conn.close(1u32.into(), b"no client certificate");
                 return;
@@ -96,9 +101,9 @@ pub async fn serve(endpoint: quinn::Endpoint, cx: Context) {
                 tokio::select! {
                     stream = conn.accept_bi() => match stream {
                         Ok((send, recv)) => {
-                            let cx = cx.clone();
+                            let (cx, cert) = (cx.clone(), cert.clone());
                             tokio::spawn(async move {
-                                if let Err(e) = answer(send, recv, agent, &cx).await {
+                                if let Err(e) = answer(send, recv, agent, &cert, &cx).await {
                                     tracing::debug!(%agent, error = %e, "QUIC request failed");
                                 }
                             });
@@ -121,7 +126,13 @@ pub async fn serve(endpoint: quinn::Endpoint, cx: Context) {
     }
 }
 
-async fn answer(mut send: SendStream, mut recv: RecvStream, agent: Uuid, cx: &Context) -> anyhow::Result<()> {
+async fn answer(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    agent: Uuid,
+    cert: &[u8],
+    cx: &Context,
+) -> anyhow::Result<()> {
     let mut prefix = [0u8; 4];
     recv.read_exact(&mut prefix).await?;
     let len = bulk::frame_len(prefix)?;
@@ -146,6 +157,11 @@ async fn answer(mut send: SendStream, mut recv: RecvStream, agent: Uuid, cx: &Co
             send.write_all(&bulk::encode(&response)).await?;
         }
         Request::Capture { upload_id } => send_capture(&mut send, agent, upload_id, cx).await?,
+        fl => {
+            let (response, bytes) = fl_answer(fl, &mut recv, agent, cert, cx).await?;
+            send.write_all(&bulk::encode(&response)).await?;
+            send.write_all(&bytes).await?;
+        }
     }
     send.finish()?;
     // Wait for the agent to read everything before the stream goes away.
@@ -153,24 +169,132 @@ async fn answer(mut send: SendStream, mut recv: RecvStream, agent: Uuid, cx: &Co
     Ok(())
 }
 
+/// Answers a federated-learning request; raw bytes a request announces are read here.
+async fn fl_answer(
+    request: Request,
+    recv: &mut RecvStream,
+    agent: Uuid,
+    cert: &[u8],
+    cx: &Context,
+) -> anyhow::Result<(Response, Vec<u8>)> {
+    let body = match &request {
+        Request::FlKeyShares { len, .. } | Request::FlUpdate { len, .. } | Request::FlDecryptionShare { len, .. } => {
+            if *len > bulk::MAX_FL_BYTES {
+                return Ok((
+                    Response::Error {
+                        message: format!("{len} bytes is over the {}-byte limit", bulk::MAX_FL_BYTES),
+                    },
+                    Vec::new(),
+                ));
+            }
+            let mut body = vec![0u8; *len as usize];
+            recv.read_exact(&mut body).await?;
+            body
+        }
+        _ => Vec::new(),
+    };
+    let fl = &cx.fl;
+    let answer = |r: Result<Response, Response>| (r.unwrap_or_else(|e| e), Vec::new());
+    Ok(match request {
+        Request::FlHello { hello } => answer(fl.with_relay(|s| s.hello(agent, cert, hello)).await),
+        Request::FlCommittee { run_id, epoch } => answer(fl.with_relay(|s| s.committee(run_id, epoch)).await),
+        Request::FlKeyShares {
+            run_id,
+            epoch,
+            member,
+            sealed,
+            ..
+        } => answer(
+            fl.with_relay(|s| s.key_shares(agent, run_id, epoch, member, sealed, &body))
+                .await,
+        ),
+        Request::FlSealed { run_id, epoch, member } => {
+            answer(fl.with_relay(|s| s.sealed_for(agent, run_id, epoch, member)).await)
+        }
+        Request::FlPublicKey { run_id, epoch } => match fl.with_relay(|s| s.public_key(run_id, epoch)).await {
+            Ok(Ok(key)) => (
+                Response::Blob {
+                    len: key.len() as u64,
+                    sha256: gatewatch_proto::enroll::sha256_hex(&key),
+                },
+                key,
+            ),
+            Ok(Err(r)) | Err(r) => (r, Vec::new()),
+        },
+        Request::FlUpdate {
+            run_id,
+            round,
+            receipt,
+            metrics,
+            ..
+        } => {
+            let started = std::time::Instant::now();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let r = fl
+                .with_relay(|s| s.update(agent, cert, run_id, round, receipt, metrics, &body, now_ms))
+                .await
+                .unwrap_or_else(|e| e);
+            let stats = &fl.stats;
+            if r == Response::Ok {
+                stats.updates_accepted.fetch_add(1, Relaxed);
+                stats.update_bytes.fetch_add(body.len() as u64, Relaxed);
+                stats
+                    .aggregate_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            } else {
+                stats.updates_rejected.fetch_add(1, Relaxed);
+                tracing::warn!(%agent, round, answer = ?r, "FL update refused");
+            }
+            (r, Vec::new())
+        }
+        Request::FlEvaluated { run_id, round, metrics } => {
+            answer(fl.with_relay(|s| s.evaluated(agent, run_id, round, metrics)).await)
+        }
+        Request::FlDeclined { run_id, round, reason } => {
+            answer(fl.with_relay(|s| s.declined(agent, run_id, round, reason)).await)
+        }
+        Request::FlDecryption { run_id, epoch, round } => {
+            match fl.with_relay(|s| s.decryption(agent, run_id, epoch, round)).await {
+                Ok(Ok((bytes, certs))) => (
+                    Response::FlDecryption {
+                        len: bytes.len() as u64,
+                        certs,
+                    },
+                    bytes,
+                ),
+                Ok(Err(r)) | Err(r) => (r, Vec::new()),
+            }
+        }
+        Request::FlDecryptionShare {
+            run_id,
+            epoch,
+            round,
+            member,
+            ..
+        } => answer(
+            fl.with_relay(|s| s.decryption_share(agent, run_id, epoch, round, member, &body))
+                .await,
+        ),
+        Request::Model { .. } | Request::Flows { .. } | Request::Capture { .. } => (
+            Response::Error {
+                message: "not a federated-learning request".into(),
+            },
+            Vec::new(),
+        ),
+    })
+}
+
 async fn send_model(send: &mut SendStream, version: &str, cx: &Context) -> anyhow::Result<()> {
-    let Some((active, dir)) = cx.models.active_files() else {
+    let Some(dir) = cx.models.dir_of(version) else {
         send.write_all(&bulk::encode(&Response::Error {
-            message: "the hub has no model".into(),
+            message: format!("the hub has no model {version}"),
         }))
         .await?;
         return Ok(());
     };
-    if active != version {
-        send.write_all(&bulk::encode(&Response::Error {
-            message: format!("the active model is {active}, not {version}"),
-        }))
-        .await?;
-        return Ok(());
-    }
     let files = tokio::task::spawn_blocking(move || read_model(&dir)).await??;
     let listing = Response::Model {
-        version: active,
+        version: version.to_string(),
         files: files.iter().map(|(meta, _)| meta.clone()).collect(),
     };
     send.write_all(&bulk::encode(&listing)).await?;
@@ -231,11 +355,14 @@ async fn send_capture(send: &mut SendStream, agent: Uuid, upload_id: Uuid, cx: &
     Ok(())
 }
 
-/// The files a model directory needs, with their checksums.
+/// The files a model directory needs, with their checksums; its parameters too if it has
+/// them (federated learning trains from them).
 fn read_model(dir: &Path) -> std::io::Result<Vec<(ModelFile, Vec<u8>)>> {
-    use gatewatch_models::store::{METADATA_FILE, ONNX_FILE, SCALER_FILE};
+    use gatewatch_models::store::{METADATA_FILE, ONNX_FILE, PARAMS_FILE, SCALER_FILE};
+    let params = dir.join(PARAMS_FILE).is_file().then_some(PARAMS_FILE);
     [ONNX_FILE, SCALER_FILE, METADATA_FILE]
         .into_iter()
+        .chain(params)
         .map(|name| {
             let bytes = std::fs::read(dir.join(name))?;
             let meta = ModelFile {

@@ -14,6 +14,7 @@ pub mod bulk;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fl;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -59,6 +60,8 @@ pub struct App {
     pub rules_changed: Arc<tokio::sync::Notify>,
     /// The hub's own prevention action.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Federated-learning runs.
+    pub fl: Arc<fl::Coordinator>,
 }
 
 /// Why the hub's state could not be set up.
@@ -73,7 +76,10 @@ pub enum AppError {
 impl App {
     /// Loads (or on first start creates) the CA in `data_dir`.
     pub fn new(config: Config, db: Db, jwt_secret: &[u8]) -> Result<App, AppError> {
+        let events = Broadcaster::new(config.ws_queue_len);
+        let models = Arc::new(model::ModelStore::open(&config.model_dir, &config.data_dir));
         Ok(App {
+            fl: Arc::new(fl::Coordinator::new(db.clone(), models.clone(), events.clone())),
             ca: Arc::new(pki::Ca::load_or_create(&config.data_dir)?),
             identities: Arc::default(),
             commands: Arc::default(),
@@ -83,8 +89,8 @@ impl App {
             bulk_stats: Arc::default(),
             user_limit: RateLimiter::per_minute(config.rate_limit_per_minute),
             login_limit: RateLimiter::per_minute(config.login_attempts_per_minute),
-            events: Broadcaster::new(config.ws_queue_len),
-            models: Arc::new(model::ModelStore::open(&config.model_dir, &config.data_dir)),
+            events,
+            models,
             broker_stats: Arc::default(),
             keys: Keys::new(jwt_secret)?,
             db,
@@ -138,7 +144,8 @@ pub fn rocket(app: App) -> Rocket<Build> {
                 ws::routes::live,
                 ws::routes::device,
                 ws::routes::attacks,
-                ws::routes::alerts
+                ws::routes::alerts,
+                ws::routes::fl
             ],
         )
         .register("/", api::catchers());

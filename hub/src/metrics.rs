@@ -108,6 +108,37 @@ pub async fn metrics(app: &State<App>) -> (ContentType, String) {
         "Flow records received from agents over QUIC.",
         get(&q.flows_stored),
     );
+    let f = &app.fl.stats;
+    m.counter(
+        "gatewatch_hub_fl_updates_accepted_total",
+        "Encrypted FL updates added to a round's aggregate.",
+        get(&f.updates_accepted),
+    );
+    m.counter(
+        "gatewatch_hub_fl_updates_rejected_total",
+        "FL updates refused (late, unsigned, wrong round, epoch or length, replayed).",
+        get(&f.updates_rejected),
+    );
+    m.counter(
+        "gatewatch_hub_fl_update_bytes_total",
+        "Bytes of accepted encrypted FL updates.",
+        get(&f.update_bytes),
+    );
+    m.counter(
+        "gatewatch_hub_fl_rounds_completed_total",
+        "FL rounds that made a new model.",
+        get(&f.rounds_completed),
+    );
+    m.counter(
+        "gatewatch_hub_fl_rounds_failed_total",
+        "FL rounds that failed (reason in fl_rounds).",
+        get(&f.rounds_failed),
+    );
+    m.counter(
+        "gatewatch_hub_fl_aggregate_microseconds_total",
+        "Time spent checking and adding FL updates.",
+        get(&f.aggregate_micros),
+    );
     let (clients, published, dropped) = app.events.counts();
     m.gauge(
         "gatewatch_hub_websocket_clients",

@@ -184,6 +184,62 @@ impl ModelStore {
     }
 }
 
+impl ModelStore {
+    /// The directory of model `version` (by its metadata version): the active one, an
+    /// uploaded or federated one, or the bundled one.
+    pub fn dir_of(&self, version: &str) -> Option<PathBuf> {
+        if let Some((active, dir)) = self.active_files() {
+            if active == version {
+                return Some(dir);
+            }
+        }
+        if check_version(version).is_ok() {
+            let dir = self.uploads.join(version);
+            if dir.join(METADATA_FILE).is_file() {
+                return Some(dir);
+            }
+        }
+        Metadata::load(&self.bundled.join(METADATA_FILE))
+            .ok()
+            .filter(|m| m.model_version == version)
+            .map(|_| self.bundled.clone())
+    }
+
+    /// Stores a model made by federated learning (parameters, the starting model's scaler,
+    /// metadata naming `version`), exported to ONNX and checked like an upload. Not activated.
+    pub fn install_trained(
+        &self,
+        version: &str,
+        flat: &[f32],
+        scaler: &Scaler,
+        metadata: &Metadata,
+    ) -> Result<PathBuf, ModelError> {
+        let invalid = |field, reason: String| ModelError::Invalid { field, reason };
+        check_version(version).map_err(|reason| invalid("version", reason))?;
+        let mut metadata = metadata.clone();
+        metadata.model_version = version.to_string();
+        let dir = self.uploads.join(version);
+        if dir.exists() {
+            return Err(ModelError::Exists(version.into()));
+        }
+        let staging = self.uploads.join(format!(".staging-{}", uuid::Uuid::new_v4()));
+        let written = (|| {
+            gatewatch_models::store::save_model_dir(&staging, flat, scaler, &metadata)?;
+            let model = Model::load_with(&staging, LoadOptions { batch: BATCH })?;
+            smoke_test(&model).map_err(|reason| invalid("model", reason))?;
+            std::fs::rename(&staging, &dir).map_err(|source| ModelError::Io {
+                path: dir.clone(),
+                source,
+            })
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        written?;
+        Ok(dir)
+    }
+}
+
 /// Versions name directories: letters, digits, `.`, `_`, `-`; 1–100 characters.
 fn check_version(v: &str) -> Result<(), String> {
     let ok = !v.is_empty()

@@ -75,8 +75,14 @@ use crate::api;
         api::prevention::RuleIn,
         api::prevention::RuleUpdate,
         api::fl::FlStatus,
-        api::fl::FlStartIn,
+        api::fl::RunStarted,
+        api::fl::RunStopping,
         api::fl::ModelInfo,
+        crate::fl::RunParams,
+        crate::fl::Activate,
+        crate::fl::Status,
+        crate::fl::MemberStatus,
+        crate::db::models::FlRun,
         api::dashboard::DashboardStats,
         api::dashboard::TimelinePoint,
         api::dashboard::AttackShare,
@@ -202,7 +208,8 @@ const OPS: &[Op] = &[
         Some("PreventionRule"),
     ),
     ("GET", "/api/v1/fl/status", None, 200, Some("FlStatus")),
-    ("POST", "/api/v1/fl/start", Some("FlStartIn"), 409, None),
+    ("POST", "/api/v1/fl/start", Some("RunParams"), 202, Some("RunStarted")),
+    ("POST", "/api/v1/fl/stop", None, 202, Some("RunStopping")),
     ("GET", "/api/v1/fl/model/current", None, 200, Some("ModelInfo")),
     ("GET", "/api/v1/dashboard/stats", None, 200, Some("DashboardStats")),
     (
@@ -369,8 +376,8 @@ pub fn build<'a>(routes: impl Iterator<Item = &'a Route>) -> OpenApiDoc {
             } else if path.ends_with("/stop") {
                 op["description"] = json!("Asks the agent to abort the running session (the current step ends as aborted, later steps are skipped): 202 with the command; 409 if the session is not running.");
             }
-        } else if path.ends_with("/start") || path.ends_with("/stop") {
-            op["description"] = json!("Needs agents that run this feature: the request is recorded and answered with 409 `no_agent_connected`.");
+        } else if path == "/api/v1/fl/start" {
+            op["description"] = json!("Starts a federated-learning run (one at a time): a key committee of online agents makes the collective CKKS key, then each round selected agents train locally and upload encrypted updates that the hub adds and the committee decrypts only as a sum. 409 if a run is in progress or the hub has no embedded fleet link. Progress on `/ws/fl`.");
         }
         if let Some((_, _, Some(body), ..)) = spec {
             op["requestBody"] =

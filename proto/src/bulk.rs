@@ -24,7 +24,54 @@ pub enum Request {
     Flows { records: Vec<FlowUpload> },
     /// A capture an operator uploaded for one of this agent's devices, to replay.
     Capture { upload_id: Uuid },
+    /// FL: a committee member announces its HPKE key for the epoch.
+    FlHello { hello: crate::fl::MemberHello },
+    /// FL: every member's announcement for the epoch, once all have come.
+    FlCommittee { run_id: Uuid, epoch: u64 },
+    /// FL: a member's public key share (its `len` wire bytes follow) and its sealed Shamir
+    /// shares for the other members.
+    FlKeyShares {
+        run_id: Uuid,
+        epoch: u64,
+        member: u8,
+        sealed: Vec<crate::fl::SealedShare>,
+        len: u64,
+    },
+    /// FL: the sealed Shamir shares for `member`, once every other member has sent its own.
+    FlSealed { run_id: Uuid, epoch: u64, member: u8 },
+    /// FL: the epoch's collective public key (wire bytes follow the answer).
+    FlPublicKey { run_id: Uuid, epoch: u64 },
+    /// FL: an encrypted update (its `len` wire bytes follow), its signed receipt and the
+    /// client's plaintext metrics.
+    FlUpdate {
+        run_id: Uuid,
+        round: u64,
+        receipt: gatewatch_ckks::ContributionReceipt,
+        metrics: crate::fl::ClientMetrics,
+        len: u64,
+    },
+    /// FL: a client's figures for an evaluation-only round.
+    FlEvaluated {
+        run_id: Uuid,
+        round: u64,
+        metrics: crate::fl::ClientMetrics,
+    },
+    /// FL: the client could not take part in the round, and why.
+    FlDeclined { run_id: Uuid, round: u64, reason: String },
+    /// FL: the round's decryption request (wire bytes follow the answer).
+    FlDecryption { run_id: Uuid, epoch: u64, round: u64 },
+    /// FL: a member's decryption share (its `len` wire bytes follow).
+    FlDecryptionShare {
+        run_id: Uuid,
+        epoch: u64,
+        round: u64,
+        member: u8,
+        len: u64,
+    },
 }
+
+/// Largest raw payload after an FL frame.
+pub const MAX_FL_BYTES: u64 = 64 << 20;
 
 /// One completed flow of a monitored device, as the hub stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +129,31 @@ pub enum Response {
     },
     Error {
         message: String,
+    },
+    /// Accepted.
+    Ok,
+    /// Raw bytes follow.
+    Blob {
+        len: u64,
+        sha256: String,
+    },
+    /// Every committee member's announcement for the epoch.
+    FlCommittee {
+        hellos: Vec<crate::fl::MemberHello>,
+    },
+    /// The sealed shares for the asking member.
+    FlSealed {
+        shares: Vec<crate::fl::SealedShare>,
+    },
+    /// The decryption request's wire bytes follow; `certs` are the certificates (DER, hex)
+    /// of the agents whose receipts it holds, to check their signatures.
+    FlDecryption {
+        len: u64,
+        certs: std::collections::BTreeMap<Uuid, String>,
+    },
+    /// Not yet: ask again later.
+    NotReady {
+        reason: String,
     },
 }
 

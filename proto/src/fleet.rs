@@ -196,13 +196,26 @@ pub enum Action {
     },
     /// Abort the session: the running step ends as aborted, later steps are skipped.
     AttackStop { command_id: Uuid, session_id: Uuid },
+    /// Federated learning: make this epoch's committee key share (see [`crate::fl`]).
+    FlKeygen(crate::fl::KeygenOrder),
+    /// Federated learning: train one round and upload the encrypted update.
+    FlTrain(crate::fl::TrainOrder),
+    /// Federated learning: answer the round's decryption request.
+    FlDecrypt(crate::fl::DecryptOrder),
+    /// An operator's verdict on an alert's windows, for the local training set.
+    FlLabel(crate::fl::LabelOrder),
 }
 
 impl Action {
     /// The operator's command this carries out (a model rollout is the hub's own).
     pub fn command_id(&self) -> Option<Uuid> {
         match self {
-            Action::UseModel { .. } | Action::SetRules { .. } => None,
+            Action::UseModel { .. }
+            | Action::SetRules { .. }
+            | Action::FlKeygen(_)
+            | Action::FlTrain(_)
+            | Action::FlDecrypt(_)
+            | Action::FlLabel(_) => None,
             Action::StartMonitoring { command_id, .. }
             | Action::StopMonitoring { command_id, .. }
             | Action::ReplayPcap { command_id, .. }

@@ -75,19 +75,38 @@ pub fn expected_families(attack: AttackType) -> Vec<Family> {
     }
 }
 
-/// The simulator's settings for a step against `device`: attack traffic only (the device's
-/// real traffic is the benign part), the attacker and C2 in documentation ranges (RFC 5737)
-/// so they match no real peer, starting now.
+/// The simulator's settings for a step against `device`.
 fn step_config(device: Ipv4Addr, attack: AttackType, step: &AttackStepSpec, seed: u64) -> SimConfig {
+    sim_config(
+        device,
+        attack,
+        step.intensity,
+        Duration::from_secs(u64::from(step.duration_secs.max(1))),
+        seed,
+        pipeline::wall_clock_ns(),
+    )
+}
+
+/// The simulator's settings for an attack on `device`: attack traffic only (the device's
+/// real traffic is the benign part), the attacker and C2 in documentation ranges (RFC 5737)
+/// so they match no real peer.
+pub fn sim_config(
+    device: Ipv4Addr,
+    attack: AttackType,
+    intensity: f64,
+    duration: Duration,
+    seed: u64,
+    start_ns: i64,
+) -> SimConfig {
     let [a, b, c, d] = device.octets();
     let mut cfg = SimConfig::new(device);
     cfg.attack = Some(attack);
     cfg.benign = false;
     cfg.devices = 0;
-    cfg.intensity = step.intensity.clamp(0.0, 1.0);
-    cfg.duration = Duration::from_secs(u64::from(step.duration_secs.max(1)));
+    cfg.intensity = intensity.clamp(0.0, 1.0);
+    cfg.duration = duration;
     cfg.seed = seed;
-    cfg.start_ns = pipeline::wall_clock_ns();
+    cfg.start_ns = start_ns;
     cfg.attacker = Ipv4Addr::new(198, 51, 100, 66);
     cfg.c2 = Ipv4Addr::new(203, 0, 113, 66);
     // The gateway and the hub must be other hosts of the device's /24.
@@ -390,11 +409,19 @@ impl Run {
     }
 
     /// The detector's view of each step: (mark, order, FGSM budget).
-    pub fn steps(&self) -> impl Iterator<Item = (u32, u32, Option<f32>)> + '_ {
-        self.marks
-            .iter()
-            .zip(&self.steps)
-            .map(|(m, s)| (*m, s.order, s.adversarial_epsilon.map(|e| e as f32)))
+    /// Each step's mark, order, FGSM budget and the one family its windows are (none for a
+    /// step of several, such as `hybrid`).
+    pub fn steps(&self) -> impl Iterator<Item = (u32, u32, Option<f32>, Option<Family>)> + '_ {
+        self.marks.iter().zip(&self.steps).map(|(m, s)| {
+            let families = scenario(&s.attack_type, s.variant.as_deref())
+                .map(expected_families)
+                .unwrap_or_default();
+            let family = match families.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            };
+            (*m, s.order, s.adversarial_epsilon.map(|e| e as f32), family)
+        })
     }
 
     /// Whether any step is adversarial (the model's parameters are then needed).

@@ -82,6 +82,8 @@ pub struct SimStep {
     pub order: u32,
     /// FGSM budget: the step's windows are perturbed before they are scored.
     pub epsilon: Option<f32>,
+    /// The simulator's family for the step's windows (the local training set's label).
+    pub family: Option<gatewatch_models::Family>,
 }
 
 /// The active model as a differentiable network, for FGSM against it.
@@ -145,6 +147,8 @@ pub struct Detector {
     /// Steps of attack-simulation sessions by the mark their flows carry.
     sim_steps: HashMap<u32, SimStep>,
     adversary: Option<Adversary>,
+    /// Where scored windows go for the local training set (federated learning).
+    fl_tap: Option<crate::fl::collect::Tap>,
 }
 
 impl Detector {
@@ -163,7 +167,13 @@ impl Detector {
             clock_moved: (i64::MIN, Instant::now()),
             sim_steps: HashMap::new(),
             adversary: None,
+            fl_tap: None,
         }
+    }
+
+    /// Hands every scored window to the local training set's collector from now on.
+    pub fn set_fl_tap(&mut self, tap: Option<crate::fl::collect::Tap>) {
+        self.fl_tap = tap;
     }
 
     /// Names the step behind a mark given to [`Detector::push_marked`].
@@ -305,6 +315,7 @@ impl Detector {
         self.stats.inference_seconds += seconds;
         let version = &self.model.metadata().model_version;
         for (i, (window, clean)) in ready.into_iter().zip(predictions).enumerate() {
+            let (clean_score, clean_attack) = (clean.score, clean.label == Label::Attack);
             let simulation = window
                 .simulated
                 .and_then(|mark| self.sim_steps.get(&mark))
@@ -324,6 +335,24 @@ impl Detector {
                 None => (clean, simulation),
             };
             let attack = p.label == Label::Attack;
+            if let Some(tap) = &self.fl_tap {
+                let simulated = window
+                    .simulated
+                    .and_then(|mark| self.sim_steps.get(&mark))
+                    .map(|step| step.family);
+                // A simulation window of a step without a single family is not a label.
+                if simulated != Some(None) {
+                    tap.offer(crate::fl::collect::Scored {
+                        device: window.device,
+                        window: window.features.clone(),
+                        padded: window.padded as u8,
+                        score: clean_score,
+                        attack: clean_attack,
+                        simulated: simulated.flatten(),
+                        end_ms: window.span.last_ts_ns / 1_000_000,
+                    });
+                }
+            }
             self.stats.scored += 1;
             self.stats.scored_partial += u64::from(window.padded > 0);
             if attack {

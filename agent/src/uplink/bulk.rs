@@ -202,6 +202,39 @@ impl BulkClient {
         Ok(path)
     }
 
+    /// Sends `request` followed by `body` (raw bytes its frame announces, if any) and reads the
+    /// answer, with the raw bytes that follow it when it announces some (federated learning).
+    pub async fn exchange(&self, request: &Request, body: &[u8]) -> Result<(Response, Vec<u8>), BulkError> {
+        let conn = self.connection().await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(quic)?;
+        send.write_all(&bulk::encode(request)).await.map_err(quic)?;
+        send.write_all(body).await.map_err(quic)?;
+        send.finish().map_err(quic)?;
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.map_err(quic)?;
+        let len = bulk::frame_len(prefix).map_err(|e| BulkError::Protocol(e.to_string()))?;
+        let mut frame = vec![0u8; len];
+        recv.read_exact(&mut frame).await.map_err(quic)?;
+        let response: Response = bulk::decode(&frame).map_err(|e| BulkError::Protocol(e.to_string()))?;
+        let trailing = match &response {
+            Response::Error { message } => return Err(BulkError::Hub(message.clone())),
+            Response::Blob { len, .. } | Response::FlDecryption { len, .. } => *len,
+            _ => 0,
+        };
+        if trailing > bulk::MAX_FL_BYTES {
+            return Err(BulkError::Protocol(format!("{trailing} bytes announced")));
+        }
+        let mut bytes = vec![0u8; trailing as usize];
+        recv.read_exact(&mut bytes).await.map_err(quic)?;
+        if let Response::Blob { sha256, .. } = &response {
+            let sum = gatewatch_proto::enroll::sha256_hex(&bytes);
+            if &sum != sha256 {
+                return Err(BulkError::Protocol(format!("checksum {sum} is not {sha256}")));
+            }
+        }
+        Ok((response, bytes))
+    }
+
     /// Uploads flow records; the hub stores each once however often it is sent.
     pub async fn upload_flows(&self, records: Vec<FlowUpload>) -> Result<u64, BulkError> {
         match self.request(&Request::Flows { records }).await?.0 {

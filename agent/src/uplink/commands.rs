@@ -94,7 +94,13 @@ impl Commands {
             return Handled::Running;
         }
         let outcome = match action {
-            Action::UseModel { .. } | Action::SetRules { .. } => return Handled::Running,
+            // Handled elsewhere (the rollout, federated learning) and never with an id.
+            Action::UseModel { .. }
+            | Action::SetRules { .. }
+            | Action::FlKeygen(_)
+            | Action::FlTrain(_)
+            | Action::FlDecrypt(_)
+            | Action::FlLabel(_) => return Handled::Running,
             Action::AttackStart {
                 session_id,
                 device,

@@ -138,6 +138,30 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Signs `message` with the enrollment key (ECDSA P-256 SHA-256, ASN.1): what federated
+    /// learning uses so that the hub can relay this agent's messages but not forge them.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, self.key.secret_der(), &rng)
+            .map_err(|e| IdentityError::Tls(format!("the enrollment key cannot sign: {e}")))?;
+        key.sign(&rng, message)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|e| IdentityError::Tls(format!("signing failed: {e}")))
+    }
+
+    /// This agent's certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert
+    }
+
+    /// Checks that another agent's certificate comes from this agent's CA and names `agent`.
+    pub fn check_peer(&self, cert: &[u8], agent: Uuid) -> Result<(), IdentityError> {
+        check_issued(&CertificateDer::from(cert.to_vec()), &self.ca, agent)
+    }
+}
+
 /// WebPKI verification against the pinned CA, with the hub's fixed name in place of the
 /// address dialled (the CA is the hub's own and issues agent certificates for client use only).
 #[derive(Debug)]

@@ -84,6 +84,15 @@ fn copy_metrics(m: &crate::metrics::AgentMetrics, s: &SenderStats, report: &Upli
     m.reconnects.store(report.connects.saturating_sub(1), Relaxed);
 }
 
+/// Who carries out what the hub orders: model rollouts, operators' commands, federated
+/// learning.
+#[derive(Debug)]
+pub struct Orders {
+    pub rollout: Option<std::sync::Arc<super::rollout::Rollout>>,
+    pub commands: super::commands::Commands,
+    pub fl: Option<std::sync::Arc<crate::fl::Client>>,
+}
+
 /// Runs until `detections` closes (the pipeline ended, e.g. on SIGTERM), then drains: nothing
 /// the pipeline produced is dropped, it is spooled at least.
 pub async fn run(
@@ -92,9 +101,13 @@ pub async fn run(
     mut detections: mpsc::Receiver<Scored>,
     mut attack_reports: mpsc::UnboundedReceiver<fleet::AttackReport>,
     model_version: watch::Sender<Option<String>>,
-    rollout: Option<std::sync::Arc<super::rollout::Rollout>>,
-    mut commands: super::commands::Commands,
+    orders: Orders,
 ) -> Result<UplinkReport, super::SpoolError> {
+    let Orders {
+        rollout,
+        mut commands,
+        fl,
+    } = orders;
     let status_topic = fleet::topic(link.agent_id, Channel::Status);
     let result_topic = fleet::topic(link.agent_id, Channel::CommandResult);
     let predictions_topic = fleet::topic(link.agent_id, Channel::Predictions);
@@ -222,6 +235,13 @@ pub async fn run(
                         }
                     }
                 }
+                LinkEvent::Command(Command {
+                    action: action @ (Action::FlKeygen(_) | Action::FlTrain(_) | Action::FlDecrypt(_) | Action::FlLabel(_)),
+                    ..
+                }) => match &fl {
+                    Some(fl) => fl.handle(action),
+                    None => tracing::warn!("the hub asks for federated learning, which is off on this agent (fl.enabled) or needs enrollment"),
+                },
                 LinkEvent::Command(Command { action, .. }) => {
                     let finished_tx = rolled_tx.clone();
                     let handled = commands.handle(action, move |id, work| {

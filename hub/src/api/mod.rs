@@ -161,42 +161,6 @@ text_enum!(AttackType { DdosFlood => "ddos_flood", SlowRate => "slow_rate", Port
 text_enum!(SessionStatus { Pending => "pending", Running => "running", Paused => "paused", Completed => "completed", Failed => "failed" });
 text_enum!(ActionType { BlockIp => "block_ip", RateLimit => "rate_limit", Quarantine => "quarantine", AlertOnly => "alert_only", Webhook => "webhook" });
 
-/// Records an operator's intent for an agent, then says that no agent can carry it out yet.
-pub fn record_intent(
-    conn: &mut diesel::PgConnection,
-    agent_id: Option<uuid::Uuid>,
-    device_id: Option<uuid::Uuid>,
-    command: &str,
-    payload: serde_json::Value,
-    user: uuid::Uuid,
-) -> Result<uuid::Uuid, ApiError> {
-    use diesel::RunQueryDsl;
-    let id = uuid::Uuid::new_v4();
-    diesel::insert_into(crate::db::schema::agent_commands::table)
-        .values(crate::db::models::NewCommand {
-            id,
-            agent_id,
-            device_id,
-            command: command.into(),
-            payload,
-            requested_by: Some(user),
-        })
-        .execute(conn)?;
-    tracing::info!(%id, command, ?device_id, "recorded agent command");
-    Ok(id)
-}
-
-/// 409 returned by endpoints that need a live agent; the command id lets the client follow up.
-pub fn no_agent(what: &str, command: uuid::Uuid) -> ApiError {
-    let mut e = ApiError::new(
-        Status::Conflict,
-        "no_agent_connected",
-        format!("no agent connected for this {what}; request {command} was recorded and will be delivered when its agent connects"),
-    );
-    e.fields.clear();
-    e
-}
-
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Count {
     pub count: i64,

@@ -147,6 +147,7 @@ pub async fn start(settings: BrokerSettings, app: &crate::App) -> Result<(), Sta
                     db: app.db.clone(),
                     stats: app.bulk_stats.clone(),
                     data_dir: app.config.data_dir.clone(),
+                    fl: app.fl.clone(),
                 },
             ));
             rollout = Some(app.models.clone());
@@ -233,6 +234,10 @@ fn spawn(settings: Consumer, offline_after: Duration, app: &crate::App, rollout:
             }
         }
     });
+    if rollout.is_some() {
+        // Federated learning needs the QUIC side, which only the embedded link has.
+        app.fl.set_publisher(client.clone());
+    }
     if let Some(models) = &rollout {
         tokio::spawn(roll_out(client.clone(), db.clone(), models.clone()));
     }

@@ -197,6 +197,43 @@ pub struct FlRound {
     pub model_checkpoint_path: Option<String>,
     #[serde(rename = "timestamp")]
     pub ts: DateTime<Utc>,
+    pub run_id: Option<Uuid>,
+    /// The round's number within its run (1-based).
+    pub run_round: Option<i32>,
+    /// `completed` or `failed` (see `reason`).
+    pub status: String,
+    pub reason: Option<String>,
+    pub clients_selected: i32,
+    pub clients_uploaded: i32,
+    pub clients_dropped: i32,
+    /// Updates refused (late, unsigned, wrong round or length, replayed).
+    pub updates_rejected: i32,
+    pub bytes_received: i64,
+    /// The model version this round made.
+    pub model_version: Option<String>,
+    /// The global model the round started from.
+    pub start_model: Option<String>,
+    /// Weighted F1 of the starting model on the clients' validation windows.
+    pub f1_before: Option<f64>,
+    /// Whether this round's model was activated.
+    pub activated: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = fl_runs)]
+pub struct FlRun {
+    pub id: Uuid,
+    pub status: String,
+    pub params: serde_json::Value,
+    pub start_model: String,
+    pub epoch: i64,
+    pub committee: serde_json::Value,
+    pub rounds_done: i32,
+    pub rounds_failed: i32,
+    pub message: Option<String>,
+    pub started_by: Option<Uuid>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
@@ -210,6 +247,17 @@ pub struct FlClientMetric {
     pub num_samples: i32,
     pub training_time_sec: f64,
     pub encrypted: bool,
+    /// `completed`, `straggler`, `dropped` or `rejected`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub loss_before: Option<f64>,
+    pub accuracy_before: Option<f64>,
+    pub f1_before: Option<f64>,
+    pub f1_after: Option<f64>,
+    pub validation_windows: i32,
+    pub upload_bytes: i64,
+    /// Per-family recall before and after, the local set's composition.
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]

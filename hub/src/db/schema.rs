@@ -212,6 +212,36 @@ diesel::table! {
         duration_seconds -> Nullable<Float8>,
         model_checkpoint_path -> Nullable<Varchar>,
         ts -> Timestamptz,
+        run_id -> Nullable<Uuid>,
+        run_round -> Nullable<Int4>,
+        status -> Varchar,
+        reason -> Nullable<Text>,
+        clients_selected -> Int4,
+        clients_uploaded -> Int4,
+        clients_dropped -> Int4,
+        updates_rejected -> Int4,
+        bytes_received -> Int8,
+        model_version -> Nullable<Varchar>,
+        start_model -> Nullable<Varchar>,
+        f1_before -> Nullable<Float8>,
+        activated -> Bool,
+    }
+}
+
+diesel::table! {
+    fl_runs (id) {
+        id -> Uuid,
+        status -> Varchar,
+        params -> Jsonb,
+        start_model -> Varchar,
+        epoch -> Int8,
+        committee -> Jsonb,
+        rounds_done -> Int4,
+        rounds_failed -> Int4,
+        message -> Nullable<Text>,
+        started_by -> Nullable<Uuid>,
+        started_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -225,6 +255,15 @@ diesel::table! {
         num_samples -> Int4,
         training_time_sec -> Float8,
         encrypted -> Bool,
+        status -> Varchar,
+        reason -> Nullable<Text>,
+        loss_before -> Nullable<Float8>,
+        accuracy_before -> Nullable<Float8>,
+        f1_before -> Nullable<Float8>,
+        f1_after -> Nullable<Float8>,
+        validation_windows -> Int4,
+        upload_bytes -> Int8,
+        details -> Nullable<Jsonb>,
     }
 }
 
@@ -261,6 +300,7 @@ diesel::joinable!(alerts -> devices (device_id));
 diesel::joinable!(attack_steps -> attack_sessions (session_id));
 diesel::joinable!(attack_sessions -> devices (device_id));
 diesel::joinable!(fl_client_metrics -> fl_rounds (round_id));
+diesel::joinable!(fl_rounds -> fl_runs (run_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -275,6 +315,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     prevention_rules,
     prevention_logs,
     fl_rounds,
+    fl_runs,
     fl_client_metrics,
     system_settings,
     agent_commands,

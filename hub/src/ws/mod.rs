@@ -17,6 +17,8 @@ pub enum Topic {
     Device(Uuid),
     Alerts,
     Attack(Uuid),
+    /// Federated-learning run progress.
+    Fl,
 }
 
 #[derive(Debug)]

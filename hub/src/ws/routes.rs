@@ -72,6 +72,11 @@ pub fn attacks(
     open(ws, app, token, Topic::Attack(session_id))
 }
 
+#[rocket::get("/ws/fl?<token>")]
+pub fn fl(ws: WebSocket, app: &State<App>, token: Option<&str>) -> Result<Channel<'static>, ApiError> {
+    open(ws, app, token, Topic::Fl)
+}
+
 #[rocket::get("/ws/alerts?<token>")]
 pub fn alerts(ws: WebSocket, app: &State<App>, token: Option<&str>) -> Result<Channel<'static>, ApiError> {
     open(ws, app, token, Topic::Alerts)
