@@ -2,7 +2,8 @@
 # Runs the platform on this machine: a hub (PostgreSQL, its own MQTT broker with mutual TLS on
 # 8883) and three agents that enroll with one-time tokens, simulate IoT networks under attack,
 # detect with the shipped model and report to the hub; one short attack-simulation session
-# runs on the first agent's device and its report is saved. Stops everything on Ctrl-C. State
+# runs on the first agent's device and its report is saved, and a two-round federated-learning
+# run trains the model across the agents. Stops everything on Ctrl-C. State
 # and logs go to $GATEWATCH_RUN_DIR (default ./run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +78,9 @@ attack_every_secs = 40
 [detect]
 devices = ["192.168.$i.0/24"]
 model_dir = "$PWD/models/default"
+[fl]
+# The demo attacks every 40 s: a shorter quiet period lets benign windows in between count.
+quiet_secs = 10
 EOF
     if [ ! -f "$run_dir/$name/identity/enrollment.json" ]; then
         read -r token fingerprint < <(GATEWATCH_DATABASE_URL="$database" GATEWATCH_DATA_DIR="$run_dir/hub" \
@@ -95,6 +99,13 @@ python3 scripts/demo-session.py --port "$port" --password "$password" --device 1
 pids+=($!)
 (tail -n +1 -F "$run_dir/demo-session.log" 2>/dev/null | sed -u 's/^/   /') &
 pids+=($!)
+# A short federated-learning run once the agents' local training sets hold benign windows.
+metrics_ports=$(seq -s, 9477 $((9476 + agents)))
+python3 scripts/demo-fl.py --port "$port" --password "$password" --metrics-ports "$metrics_ports" \
+    >"$run_dir/demo-fl.log" 2>&1 &
+pids+=($!)
+(tail -n +1 -F "$run_dir/demo-fl.log" 2>/dev/null | sed -u 's/^/   /') &
+pids+=($!)
 
 cat <<EOF
 == running. Log in as admin / $password:
@@ -108,6 +119,8 @@ cat <<EOF
    prevention    http://127.0.0.1:$port/api/v1/prevention/logs (what the dry-run rule would have done)
    attack demo   a two-step session on 192.168.1.20 (port scan under FGSM, SSH brute force);
                  its HTML and PDF reports are written to $run_dir/attack-report.{html,pdf}
+   federated     a two-round FL run once the agents hold benign windows (a few minutes):
+                 progress above and at http://127.0.0.1:$port/api/v1/fl/status, rounds at /api/v1/fl/rounds
    Attacks start after 40 s and rotate through every type. Ctrl-C stops everything.
 EOF
 while sleep 30; do

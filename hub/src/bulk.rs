@@ -211,6 +211,9 @@ async fn fl_answer(
         Request::FlSealed { run_id, epoch, member } => {
             answer(fl.with_relay(|s| s.sealed_for(agent, run_id, epoch, member)).await)
         }
+        Request::FlKeyReady { run_id, epoch, member } => {
+            answer(fl.with_relay(|s| s.key_ready(agent, run_id, epoch, member)).await)
+        }
         Request::FlPublicKey { run_id, epoch } => match fl.with_relay(|s| s.public_key(run_id, epoch)).await {
             Ok(Ok(key)) => (
                 Response::Blob {

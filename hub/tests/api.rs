@@ -655,6 +655,24 @@ async fn predictions_alerts_and_dashboard() {
         .call("GET", "/api/v1/alerts/unread-count", Some(&hub.viewer), None)
         .await;
     assert_eq!(v["count"], 0);
+    // Resolving: a verdict for the agent's local training set.
+    let resolve = |body: serde_json::Value| {
+        let hub = &hub;
+        let path = format!("/api/v1/alerts/{alert_id}/resolve");
+        async move { hub.call("PATCH", &path, Some(&hub.operator), Some(body)).await }
+    };
+    let (s, v) = resolve(json!({"verdict": "maybe"})).await;
+    assert_eq!((s, error_field(&v)), (Status::UnprocessableEntity, "verdict".into()));
+    let (s, v) = resolve(json!({"verdict": "false_positive", "family": "scan"})).await;
+    assert_eq!((s, error_field(&v)), (Status::UnprocessableEntity, "family".into()));
+    let (s, v) = resolve(json!({"verdict": "false_positive"})).await;
+    assert_eq!(s, Status::Ok, "{v}");
+    assert_eq!(v["action_taken"], "resolved_false_positive", "{v}");
+    assert!(
+        v["windows_labelled"].as_u64().unwrap_or(0) >= 1,
+        "the alert's window: {v}"
+    );
+    assert_eq!(v["label_sent"], false, "no agent watches this device: {v}");
     let (_, v) = hub.call("GET", "/api/v1/alerts/stats", Some(&hub.viewer), None).await;
     assert_eq!(
         (v["total"].as_i64(), v["by_severity"]["critical"].as_i64()),
@@ -1060,19 +1078,26 @@ async fn fl_settings_and_test_connection() {
         .0,
         Status::Forbidden
     );
-    assert_eq!(
-        hub.call(
+    // This hub has no fleet link: a run cannot start, and says why.
+    let (s, v) = hub
+        .call(
             "POST",
             "/api/v1/fl/start",
             Some(&hub.admin),
-            Some(json!({"num_rounds": 5}))
+            Some(json!({"num_rounds": 5})),
         )
-        .await
-        .0,
-        Status::Conflict
-    );
-    let (_, v) = hub.call("GET", "/api/v1/fl/status", Some(&hub.viewer), None).await;
-    assert_eq!(v["pending_requests"], 1);
+        .await;
+    assert_eq!(s, Status::Conflict, "{v}");
+    assert!(v.to_string().contains("embedded"), "{v}");
+    let (s, v) = hub
+        .call(
+            "POST",
+            "/api/v1/fl/start",
+            Some(&hub.admin),
+            Some(json!({"num_rounds": 5, "threshold": 4})),
+        )
+        .await;
+    assert_eq!((s, error_field(&v)), (Status::UnprocessableEntity, "threshold".into()));
     assert_eq!(
         hub.call("POST", "/api/v1/fl/stop", Some(&hub.admin), None).await.0,
         Status::Conflict
@@ -1214,6 +1239,7 @@ async fn commands_for_a_devices_agent_are_queued_delivered_and_answered() {
         model_version: None,
         heartbeat_secs: 10,
         sent_at_ms: 0,
+        fl_local_windows: Default::default(),
     };
     let mut c = hub.db.conn();
     assert!(!ingest::status(&mut c, agent, &status(AgentState::Offline), chrono::Utc::now()).expect("status"));

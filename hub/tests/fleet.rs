@@ -26,6 +26,7 @@ fn status(agent: Uuid, name: &str, state: AgentState) -> AgentStatus {
         model_version: Some("m1".into()),
         heartbeat_secs: 10,
         sent_at_ms: 0,
+        fl_local_windows: Default::default(),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Request {
     },
     /// FL: the sealed Shamir shares for `member`, once every other member has sent its own.
     FlSealed { run_id: Uuid, epoch: u64, member: u8 },
+    /// FL: this member holds its share of the epoch's key (stored: it survives a restart).
+    FlKeyReady { run_id: Uuid, epoch: u64, member: u8 },
     /// FL: the epoch's collective public key (wire bytes follow the answer).
     FlPublicKey { run_id: Uuid, epoch: u64 },
     /// FL: an encrypted update (its `len` wire bytes follow), its signed receipt and the

@@ -452,6 +452,10 @@ pub struct AgentStatus {
     pub heartbeat_secs: u32,
     /// Milliseconds since the Unix epoch at the agent.
     pub sent_at_ms: i64,
+    /// The local training set (federated learning): windows per family. The windows stay on
+    /// the gateway; only these counts are reported.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fl_local_windows: std::collections::BTreeMap<String, u32>,
 }
 
 /// One detection with the id the agent gave it (a UUIDv7: time-ordered, unique without

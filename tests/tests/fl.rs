@@ -131,6 +131,25 @@ fn agents_train_together_and_the_hub_never_holds_a_key_share() {
         })
     };
 
+    // The agents report their local sets' composition (counts only) in their status.
+    wait_for(
+        "every agent's local-set composition at the hub",
+        Duration::from_secs(30),
+        || {
+            let agents = get("/agents");
+            let done = agents.as_array().is_some_and(|a| {
+                a.len() == 3
+                    && a.iter()
+                        .all(|x| x["fl_local_windows"]["benign"].as_u64().unwrap_or(0) > 0)
+            });
+            if !done {
+                // The API's per-user rate limit counts these.
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            done
+        },
+    );
+
     // Bad parameters are refused with the field named.
     let (status, body) = post("/fl/start", serde_json::json!({"num_rounds": 2, "min_clients": 1}));
     assert_eq!(status, 422, "{body}");
@@ -169,6 +188,16 @@ fn agents_train_together_and_the_hub_never_holds_a_key_share() {
     let completed: Vec<&serde_json::Value> = items.iter().filter(|r| r["status"] == "completed").collect();
     assert_eq!(completed.len(), 2, "{rounds}");
     for r in &completed {
+        println!(
+            "round {}: model {}, F1 on the clients' validation windows {:.3} -> {:.3}, {} bytes, {:.1} s, activated {}",
+            r["run_round"],
+            r["model_version"],
+            r["f1_before"].as_f64().unwrap_or(f64::NAN),
+            r["global_f1"].as_f64().unwrap_or(f64::NAN),
+            r["bytes_received"],
+            r["duration_seconds"].as_f64().unwrap_or(0.0),
+            r["activated"]
+        );
         assert_eq!(r["clients_uploaded"], 3, "{r}");
         assert!(r["bytes_received"].as_i64().unwrap_or(0) > 0, "{r}");
         let version = r["model_version"].as_str().expect("version");
@@ -240,7 +269,207 @@ fn agents_train_together_and_the_hub_never_holds_a_key_share() {
     }
 
     for a in agents.iter_mut() {
+        println!(
+            "agent peak resident memory after the run: {:.1} MB",
+            a.peak_rss() as f64 / 1e6
+        );
         a.signal("-TERM");
         a.wait(Duration::from_secs(60));
+    }
+}
+
+/// The agents' names by id, from the hub's database.
+fn agent_names(conn: &mut PgConnection) -> std::collections::BTreeMap<String, String> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    diesel::sql_query("SELECT id::text AS id, name FROM agents")
+        .load::<Row>(conn)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct RoundRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    run_round: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    reason: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    clients_uploaded: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    clients_dropped: i32,
+}
+
+fn round_rows(conn: &mut PgConnection) -> Vec<RoundRow> {
+    diesel::sql_query(
+        "SELECT run_round, status, reason, clients_uploaded, clients_dropped FROM fl_rounds ORDER BY run_round",
+    )
+    .load::<RoundRow>(conn)
+    .unwrap_or_default()
+}
+
+#[test]
+fn rounds_survive_a_killed_client_and_member_and_fail_cleanly_below_the_threshold() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub {
+        db: unique("gw_e2e_fl_drop"),
+        port: free_port(),
+        broker: HubBroker::Embedded { tls_port: free_port() },
+        data: dir.path().join("hub-data"),
+    };
+    let hub_proc = hub.start(dir.path(), 1);
+    let mut conn = hub.conn();
+    let mut agents = Vec::new();
+    for i in 0..4 {
+        let name = unique(&format!("e2e-fld-{i}"));
+        let target = format!("192.168.{}.20", 31 + i);
+        let pcap = capture(dir.path(), "benign", &target);
+        let cfg = agent_config(dir.path(), &name, None, &pcap, &format!("192.168.{}.0/24", 31 + i), 1.0);
+        with_fl(&cfg, "\"scan\", \"brute_force\"");
+        hub.enroll(&cfg);
+        let proc = start_agent(dir.path(), &name, &cfg);
+        agents.push((name, cfg, Some(proc)));
+    }
+    for (_, cfg, _) in &agents {
+        wait_for(
+            "benign windows in the local training set",
+            Duration::from_secs(120),
+            || {
+                let m = http_get(metrics_port(cfg), "/metrics");
+                sample(&m, "gatewatch_agent_fl_local_windows{family=\"benign\"}") >= 30.0
+            },
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let token = runtime.block_on(hub.admin_token());
+    let (mut ws, _) = runtime
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://127.0.0.1:{}/ws/fl?token={token}",
+            hub.port
+        )))
+        .expect("ws/fl");
+    let started = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/api/v1/fl/start", hub.port))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "num_rounds": 3, "min_clients": 2, "local_epochs": 1, "deadline_secs": 25,
+                "committee_size": 3, "threshold": 2, "max_failed_rounds": 3
+            }))
+            .send()
+            .await
+            .expect("start")
+            .status()
+    });
+    assert_eq!(started.as_u16(), 202);
+
+    // The moment round 1 is sent to the clients, one committee member (also a client) dies.
+    let training = runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            match tokio::time::timeout_at(deadline, ws.next()).await {
+                Ok(Some(Ok(msg))) => {
+                    let Ok(text) = msg.into_text() else { continue };
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                        continue;
+                    };
+                    if v["type"] == "fl.status" && v["data"]["state"] == "training" && v["data"]["round"] == 1 {
+                        return Some(v["data"].clone());
+                    }
+                }
+                _ => return None,
+            }
+        }
+    });
+    let status = training.unwrap_or_else(|| panic!("round 1 never started\n{}", hub_proc.log_text()));
+    let names = agent_names(&mut conn);
+    let members: Vec<String> = status["committee"]
+        .as_array()
+        .expect("committee")
+        .iter()
+        .filter_map(|m| m["agent_id"].as_str().and_then(|id| names.get(id)).cloned())
+        .collect();
+    assert_eq!(members.len(), 3, "{status}");
+    let kill = |agents: &mut Vec<(String, std::path::PathBuf, Option<Proc>)>, name: &str| {
+        let slot = agents.iter_mut().find(|(n, _, _)| n == name).expect("agent");
+        if let Some(p) = slot.2.take() {
+            p.signal("-KILL");
+            drop(p);
+        }
+    };
+    kill(&mut agents, &members[0]);
+
+    wait_for("round 1 to end", Duration::from_secs(120), || {
+        !round_rows(&mut conn).is_empty()
+    });
+    let rows = round_rows(&mut conn);
+    assert_eq!(
+        rows[0].status,
+        "completed",
+        "{:?}\n{}",
+        rows[0].reason,
+        hub_proc.log_text()
+    );
+    assert_eq!((rows[0].clients_uploaded, rows[0].clients_dropped), (3, 1));
+
+    // A second member dies: one member left, below the threshold. The round fails and says why.
+    kill(&mut agents, &members[1]);
+    wait_for("round 2 to end", Duration::from_secs(120), || {
+        round_rows(&mut conn).len() >= 2
+    });
+    let rows = round_rows(&mut conn);
+    assert_eq!(rows[1].status, "failed");
+    let reason = rows[1].reason.clone().unwrap_or_default();
+    assert!(reason.contains("threshold"), "{reason}");
+
+    // Both come back with their key shares from their state directories: the run goes on.
+    for name in &members[..2] {
+        let slot = agents.iter_mut().find(|(n, _, _)| n == name).expect("agent");
+        slot.2 = Some(start_agent(dir.path(), name, &slot.1));
+    }
+    wait_for("the run to end", Duration::from_secs(240), || {
+        run_state(&mut conn).is_some_and(|(s, _)| s != "keygen" && s != "training")
+    });
+    let rows = round_rows(&mut conn);
+    let (status, message) = run_state(&mut conn).expect("run");
+    let reasons: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {} {:?}", r.run_round, r.status, r.reason))
+        .collect();
+    assert_eq!(status, "completed", "{message:?}");
+    assert_eq!(
+        rows.last().map(|r| (r.run_round, r.status.as_str())),
+        Some((3, "completed")),
+        "{message:?} {reasons:?}\n{}",
+        agents
+            .iter()
+            .filter_map(|(_, _, p)| p.as_ref())
+            .map(|p| p
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("FL") || l.contains("decrypt"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    );
+    for (_, _, p) in agents.iter_mut() {
+        if let Some(p) = p.as_mut() {
+            p.signal("-TERM");
+            p.wait(Duration::from_secs(60));
+        }
     }
 }

@@ -221,6 +221,17 @@ impl Memberships {
             .finish(&received, order.min_contributions)
             .map_err(|e| e.to_string())?;
         self.keep(order.run_id, member).await?;
+        expect_ok(
+            bulk.exchange(
+                &Request::FlKeyReady {
+                    run_id: order.run_id,
+                    epoch: order.epoch,
+                    member: me,
+                },
+                &[],
+            )
+            .await,
+        )?;
         tracing::info!(run = %order.run_id, epoch = order.epoch, member = me, "committee key share made");
         Ok(())
     }

@@ -60,6 +60,17 @@ impl LinkConfig {
             model_version,
             heartbeat_secs: self.heartbeat.as_secs().max(1) as u32,
             sent_at_ms: chrono_ms(),
+            fl_local_windows: gatewatch_models::FAMILIES
+                .iter()
+                .zip(&self.metrics.fl_local_windows)
+                .map(|(f, n)| {
+                    (
+                        f.name().to_string(),
+                        n.load(std::sync::atomic::Ordering::Relaxed) as u32,
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         };
         fleet::payload(&status)
     }

@@ -9,3 +9,4 @@ ALTER TABLE fl_rounds
     DROP COLUMN updates_rejected, DROP COLUMN bytes_received, DROP COLUMN model_version,
     DROP COLUMN start_model, DROP COLUMN f1_before, DROP COLUMN activated;
 DROP TABLE fl_runs;
+ALTER TABLE agents DROP COLUMN fl_local_windows;

@@ -1,3 +1,6 @@
+-- The agent's local training set as it last reported it: windows per family.
+ALTER TABLE agents ADD COLUMN fl_local_windows JSONB;
+
 -- Federated-learning runs: one key committee (epoch) per run, rounds below it.
 CREATE TABLE fl_runs (
     id           UUID PRIMARY KEY,

@@ -37,6 +37,9 @@ pub struct AgentOut {
     pub created_at: DateTime<Utc>,
     /// Devices the agent watches.
     pub devices: i64,
+    /// Its local training set for federated learning, windows per family (as last reported).
+    #[schema(value_type = Option<Object>)]
+    pub fl_local_windows: Option<serde_json::Value>,
 }
 
 /// The agents, by name; `only` narrows to one.
@@ -58,6 +61,7 @@ pub fn load_agents(c: &mut PgConnection, only: Option<Uuid>) -> QueryResult<Vec<
             agents::revoked_at,
             agents::created_at,
             device_count.assume_not_null(),
+            agents::fl_local_windows,
         ))
         .into_boxed();
     if let Some(id) = only {

@@ -1,4 +1,5 @@
-//! `/alerts`: list with filters, detail, acknowledge, unread count, stats.
+//! `/alerts`: list with filters, detail, acknowledge, resolve (an operator's verdict, which
+//! goes to the agent's local training set), unread count, stats.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::App;
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![list, get, acknowledge, unread_count, stats]
+    rocket::routes![list, get, acknowledge, resolve, unread_count, stats]
 }
 
 #[derive(Debug, rocket::FromForm)]
@@ -129,6 +130,134 @@ pub async fn acknowledge(a: Auth<Operator>, app: &State<App>, id: Uuid) -> ApiRe
         })
         .await?;
     Ok(Json(alert))
+}
+
+/// An operator's verdict on an alert.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveIn {
+    /// `false_positive` or `confirmed`.
+    pub verdict: String,
+    /// The family a confirmed attack is (default: the one the model named).
+    #[serde(default)]
+    pub family: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Resolved {
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// Windows sent to the device's agent as labels for its local training set.
+    pub windows_labelled: usize,
+    /// Whether the label reached the fleet link (false: no agent, or federated learning
+    /// needs the embedded fleet link).
+    pub label_sent: bool,
+}
+
+/// Resolves an alert as a false positive or a confirmed attack: the alert is marked, and the
+/// windows it stands for (its prediction and the device's flagged windows of the minute
+/// before) go to the device's agent as benign or as the family, for its local training set.
+#[rocket::patch("/alerts/<id>/resolve", data = "<body>")]
+pub async fn resolve(
+    a: Auth<Operator>,
+    app: &State<App>,
+    id: Uuid,
+    body: crate::auth::guard::Body<ResolveIn>,
+) -> ApiResult<Json<Resolved>> {
+    use crate::db::schema::{devices, predictions};
+    let b = body.0;
+    let benign = match b.verdict.as_str() {
+        "false_positive" => true,
+        "confirmed" => false,
+        _ => return Err(ApiError::field("verdict", "false_positive or confirmed")),
+    };
+    if let Some(f) = &b.family {
+        if benign
+            || !gatewatch_models::FAMILIES
+                .iter()
+                .any(|x| x.is_attack() && x.name() == f)
+        {
+            return Err(ApiError::field("family", "an attack family, with verdict confirmed"));
+        }
+    }
+    let user = a.user_id();
+    let (alert, agent, windows, family) = app
+        .db
+        .run(move |c| {
+            let alert: Alert = alerts::table
+                .find(id)
+                .select(Alert::as_select())
+                .first(c)
+                .optional()?
+                .ok_or_else(|| ApiError::not_found("alert"))?;
+            let (agent, ip): (Option<Uuid>, ipnetwork::IpNetwork) = devices::table
+                .find(alert.device_id)
+                .select((devices::agent_id, devices::ip_address))
+                .first(c)?;
+            let flagged: Option<(Option<String>, chrono::DateTime<Utc>)> = match alert.prediction_id {
+                Some(p) => predictions::table
+                    .find(p)
+                    .select((predictions::attack_type, predictions::ts))
+                    .first(c)
+                    .optional()?,
+                None => None,
+            };
+            // The window's time (data time), else the alert's.
+            let at = flagged.as_ref().map_or(alert.ts, |f| f.1);
+            let named = flagged.and_then(|f| f.0);
+            let ends: Vec<chrono::DateTime<Utc>> = predictions::table
+                .filter(predictions::device_id.eq(alert.device_id))
+                .filter(predictions::label.eq("attack"))
+                .filter(predictions::ts.between(at - Duration::seconds(60), at + Duration::seconds(5)))
+                .filter(predictions::attack_session_id.is_null())
+                .order(predictions::ts.desc())
+                .limit(500)
+                .select(predictions::ts)
+                .load(c)?;
+            let action = if benign {
+                "resolved_false_positive"
+            } else {
+                "resolved_confirmed"
+            };
+            diesel::update(alerts::table.find(id))
+                .set((
+                    alerts::action_taken.eq(action),
+                    alerts::is_acknowledged.eq(true),
+                    alerts::acknowledged_by.eq(user),
+                    alerts::acknowledged_at.eq(Utc::now()),
+                ))
+                .execute(c)?;
+            let alert = alerts::table.find(id).select(Alert::as_select()).first(c)?;
+            let family = if benign {
+                "benign".to_string()
+            } else {
+                b.family.or(named).unwrap_or_else(|| "dos_ddos".into())
+            };
+            let windows: Vec<gatewatch_proto::fl::LabelledWindow> = ends
+                .into_iter()
+                .map(|ts| gatewatch_proto::fl::LabelledWindow {
+                    device: ip.ip(),
+                    end_ms: ts.timestamp_millis(),
+                })
+                .collect();
+            Ok((alert, agent, windows, family))
+        })
+        .await?;
+    let windows_labelled = windows.len();
+    let label_sent = match agent {
+        Some(agent) if !windows.is_empty() => {
+            app.fl
+                .send_label(agent, gatewatch_proto::fl::LabelOrder { windows, family })
+                .await
+        }
+        _ => false,
+    };
+    tracing::info!(alert = %id, verdict = %b.verdict, windows_labelled, label_sent, "alert resolved");
+    Ok(Json(Resolved {
+        alert,
+        windows_labelled,
+        label_sent,
+    }))
 }
 
 #[rocket::get("/alerts/unread-count")]

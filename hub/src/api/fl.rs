@@ -180,7 +180,10 @@ pub async fn stop(_a: Auth<Admin>, app: &State<App>) -> ApiResult<(Status, Json<
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
+    /// The `active_model` setting (`cnn_lstm_default` for the bundled model).
     pub active_model: String,
+    /// The active model's version (what agents report scoring with).
+    pub active_version: Option<String>,
     /// The newest model federated learning made, and its round.
     pub latest_fl_model: Option<String>,
     pub last_round: Option<i32>,
@@ -191,9 +194,9 @@ pub struct ModelInfo {
 pub async fn model_current(_a: Auth<Viewer>, app: &State<App>) -> ApiResult<Json<ModelInfo>> {
     let active = app
         .models
-        .active_files()
-        .map(|(v, _)| v)
+        .active_name()
         .unwrap_or_else(|| super::settings::DEFAULT_MODEL.into());
+    let active_version = app.models.active_files().map(|(v, _)| v);
     let info = app
         .db
         .run(move |c| {
@@ -205,6 +208,7 @@ pub async fn model_current(_a: Auth<Viewer>, app: &State<App>) -> ApiResult<Json
                 .optional()?;
             Ok(ModelInfo {
                 active_model: active,
+                active_version,
                 latest_fl_model: last.as_ref().and_then(|r| r.model_version.clone()),
                 last_round: last.as_ref().map(|r| r.round_number),
                 checkpoint: last.and_then(|r| r.model_checkpoint_path),

@@ -76,6 +76,10 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
         if revoked {
             return Ok(false);
         }
+        // Reported while online; an offline message keeps the last one.
+        let fl_local = (!s.fl_local_windows.is_empty())
+            .then(|| serde_json::to_value(&s.fl_local_windows).ok())
+            .flatten();
         diesel::insert_into(agents::table)
             .values((
                 agents::id.eq(agent),
@@ -85,6 +89,7 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
                 agents::status.eq(state),
                 agents::last_heartbeat_at.eq(now),
                 agents::model_version.eq(&model_version),
+                agents::fl_local_windows.eq(&fl_local),
             ))
             .on_conflict(agents::id)
             .do_update()
@@ -95,6 +100,11 @@ pub fn status(conn: &mut PgConnection, agent: Uuid, s: &AgentStatus, now: DateTi
                 agents::status.eq(state),
                 agents::last_heartbeat_at.eq(now),
                 agents::model_version.eq(&model_version),
+                agents::fl_local_windows.eq(
+                    diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
+                        "COALESCE(excluded.fl_local_windows, agents.fl_local_windows)",
+                    ),
+                ),
             ))
             .execute(c)?;
         set_devices(c, &[agent], state)?;

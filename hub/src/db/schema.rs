@@ -37,6 +37,7 @@ diesel::table! {
         acked_seq -> Int8,
         cert_not_after -> Nullable<Timestamptz>,
         model_version -> Nullable<Varchar>,
+        fl_local_windows -> Nullable<Jsonb>,
     }
 }
 

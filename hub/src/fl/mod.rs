@@ -340,6 +340,28 @@ impl Coordinator {
         }
     }
 
+    /// Sends an operator's verdict to an agent (its local training set); false if the fleet
+    /// link cannot carry it.
+    pub async fn send_label(&self, agent: Uuid, order: gatewatch_proto::fl::LabelOrder) -> bool {
+        use gatewatch_proto::fleet::{self, Action, Channel};
+        let Some(client) = self.publisher.get() else {
+            return false;
+        };
+        let payload = fleet::payload(&fleet::Command {
+            schema: fleet::SCHEMA,
+            action: Action::FlLabel(order),
+        });
+        client
+            .publish(
+                fleet::topic(agent, Channel::Command),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .is_ok()
+    }
+
     /// Runs `f` on the relay state of the run in progress (QUIC requests).
     pub async fn with_relay<T>(
         &self,

@@ -12,6 +12,7 @@ use gatewatch_ckks::{
 };
 use gatewatch_proto::bulk::Response;
 use gatewatch_proto::fl::{self, ClientMetrics, MemberHello, SealedShare, Seat};
+use sha2::Digest;
 use uuid::Uuid;
 
 /// The relay state of the run in progress.
@@ -25,6 +26,8 @@ pub struct State {
     pub sealed: Vec<SealedShare>,
     /// The collective public key's wire bytes, once every member's share is in.
     pub key: Option<Vec<u8>>,
+    /// Members that hold (and stored) their share of the key.
+    pub ready: BTreeSet<u8>,
     pub round: Option<Round>,
     /// The update length (the model's parameter count).
     pub update_len: usize,
@@ -206,6 +209,17 @@ impl State {
         Response::Ok
     }
 
+    pub fn key_ready(&mut self, agent: Uuid, run_id: Uuid, epoch: u64, member: u8) -> Response {
+        if let Err(r) = self
+            .check_run(run_id, epoch)
+            .and_then(|()| self.check_member(agent, member))
+        {
+            return r;
+        }
+        self.ready.insert(member);
+        Response::Ok
+    }
+
     pub fn sealed_for(&self, agent: Uuid, run_id: Uuid, epoch: u64, member: u8) -> Response {
         if let Err(r) = self
             .check_run(run_id, epoch)
@@ -284,7 +298,10 @@ impl State {
                 ),
             );
         }
-        if update.digest() != receipt.update_digest || update.weight() != receipt.weight {
+        // The wire encoding is canonical (the decoder refuses anything else), so the digest of
+        // the bytes received is the update's digest, without encoding it again.
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if digest != receipt.update_digest || update.weight() != receipt.weight {
             return reject(r, "the receipt is not for this update".into());
         }
         if update.weight() > max_weight {
@@ -467,6 +484,7 @@ mod tests {
             public_shares: BTreeMap::new(),
             sealed: Vec::new(),
             key: None,
+            ready: BTreeSet::new(),
             round: Some(Round::new(1, i64::MAX, selected, config.params, config.epoch, LEN).expect("round")),
             update_len: LEN,
             max_weight: 1000,

@@ -299,6 +299,7 @@ impl Run {
             public_shares: BTreeMap::new(),
             sealed: Vec::new(),
             key: None,
+            ready: BTreeSet::new(),
             round: None,
             update_len: global.flat.len(),
             max_weight: self.params.max_weight,
@@ -339,7 +340,9 @@ impl Run {
             self.send(s.agent_id, Action::FlKeygen(order.clone())).await;
         }
         let ready = self
-            .wait_for(Instant::now() + KEYGEN_WAIT, |st| st.key.is_some())
+            .wait_for(Instant::now() + KEYGEN_WAIT, |st| {
+                st.key.is_some() && st.ready.len() == st.seats.len()
+            })
             .await?;
         if !ready {
             let missing: Vec<String> = {
@@ -349,14 +352,14 @@ impl Run {
                     .map(|st| {
                         st.seats
                             .iter()
-                            .filter(|s| !st.public_shares.contains_key(&s.member))
+                            .filter(|s| !st.ready.contains(&s.member))
                             .map(|s| s.agent_id.to_string())
                             .collect()
                     })
                     .unwrap_or_default()
             };
             return Err(End::Failed(format!(
-                "the key committee did not make its key within {} s (no key share from {})",
+                "the key committee did not make its key within {} s (members without their share: {})",
                 KEYGEN_WAIT.as_secs(),
                 missing.join(", ")
             )));
@@ -530,18 +533,35 @@ impl Run {
             s.state = "decrypting";
             s.message = Some(format!("round {number}: the committee decrypts the sum"));
         });
-        let online_now = self.online().await?;
-        let mut participants: Vec<u8> = seats
-            .iter()
-            .filter(|s| online_now.contains(&s.agent_id))
-            .map(|s| s.member)
-            .collect();
+        // Offline members are not asked; below the threshold, wait a while for them to return.
         let t = self.params.threshold as usize;
+        let members_wait = Instant::now() + DECRYPT_WAIT;
+        let mut participants: Vec<u8>;
+        loop {
+            let online_now = self.online().await?;
+            participants = seats
+                .iter()
+                .filter(|s| online_now.contains(&s.agent_id))
+                .map(|s| s.member)
+                .collect();
+            if participants.len() >= t || Instant::now() >= members_wait {
+                break;
+            }
+            self.fl.update_status(|s| {
+                s.message = Some(format!(
+                    "round {number}: waiting for committee members ({} of {t} online)",
+                    participants.len()
+                ))
+            });
+            self.wait_for(Instant::now() + Duration::from_secs(1), |_| false)
+                .await?;
+        }
         if participants.len() < t {
             return fail(
                 format!(
-                    "{} committee members online, the threshold is {t}: the sum cannot be decrypted",
-                    participants.len()
+                    "{} committee members online after {} s, the threshold is {t}: the sum cannot be decrypted",
+                    participants.len(),
+                    DECRYPT_WAIT.as_secs()
                 ),
                 selected_count,
                 stats,

@@ -289,8 +289,9 @@ pub(crate) fn lagrange_at_zero(ctx: &Context, set: &[u8], j: u8) -> [u64; 2] {
 }
 
 /// What an agent's submission earns: the hub shows these to the committee to prove an aggregate has
-/// enough contributors. `signature` is reserved for the agent's identity signature (over
-/// [`ContributionReceipt::signed_bytes`]); it is not verified by this crate yet.
+/// enough contributors. `signature` is the agent's enrollment-key signature over
+/// [`ContributionReceipt::signed_bytes`]; this crate does not check it (it knows no identities):
+/// the hub and the committee members do (`gatewatch_proto::fl::verify_signed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContributionReceipt {
     /// Key epoch.
@@ -303,7 +304,7 @@ pub struct ContributionReceipt {
     pub update_digest: [u8; 32],
     /// The update's weight (sample count).
     pub weight: u32,
-    /// Agent's signature over `signed_bytes()` (to be checked once agent identities sign receipts).
+    /// Agent's signature over `signed_bytes()` (checked by the hub and the committee members).
     pub signature: Vec<u8>,
 }
 

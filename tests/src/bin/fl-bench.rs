@@ -139,6 +139,7 @@ async fn round(n: usize, params: ParamSetId, len: usize) -> Result<RoundFigures>
         public_shares: BTreeMap::new(),
         sealed: Vec::new(),
         key: Some(pk.to_bytes()),
+        ready: (1..=3).collect(),
         round: Some(Round::new(1, i64::MAX, selected, params, config.epoch, len).map_err(anyhow::Error::msg)?),
         update_len: len,
         max_weight: 10_000,

@@ -359,6 +359,7 @@ async fn run(args: Args) -> Result<()> {
             model_version: Some("bench".into()),
             heartbeat_secs: 30,
             sent_at_ms: 0,
+            fl_local_windows: Default::default(),
         };
         client
             .publish(
