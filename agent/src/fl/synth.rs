@@ -16,8 +16,15 @@ use crate::capture::sim::{self, AttackType, FloodVariant};
 use crate::flow::FlowConfig;
 use crate::pipeline::Extractor;
 
-/// Simulated time per attack scenario and round.
-const SIMULATED: Duration = Duration::from_secs(6);
+/// Simulated time per attack scenario and round: floods and exfiltration are short (their
+/// frames are all in memory at once), a beacon long enough to call home a few times.
+fn simulated(attack: AttackType) -> Duration {
+    match attack {
+        AttackType::DdosFlood(_) | AttackType::DataExfiltration => Duration::from_secs(6),
+        AttackType::BotnetBeacon => Duration::from_secs(120),
+        _ => Duration::from_secs(30),
+    }
+}
 /// Attack flows kept per scenario and round.
 const MAX_ROWS: usize = 4096;
 
@@ -63,7 +70,7 @@ pub fn attack_rows(
         device,
         attack,
         intensity,
-        SIMULATED,
+        simulated(attack),
         seed,
         crate::pipeline::wall_clock_ns(),
     );
