@@ -17,10 +17,13 @@ use crate::flow::FlowConfig;
 use crate::pipeline::Extractor;
 
 /// Simulated time per attack scenario and round: floods and exfiltration are short (their
-/// frames are all in memory at once), a beacon long enough to call home a few times.
+/// frames and flows are all in memory at once: 20 s of flood took an agent past 400 MB), a
+/// beacon long enough to call home a few times.
 fn simulated(attack: AttackType) -> Duration {
     match attack {
-        AttackType::DdosFlood(_) | AttackType::DataExfiltration => Duration::from_secs(6),
+        // Every flood packet may be a flow of its own, held in the flow table until the end.
+        AttackType::DdosFlood(_) => Duration::from_secs(2),
+        AttackType::DataExfiltration => Duration::from_secs(6),
         AttackType::BotnetBeacon => Duration::from_secs(120),
         _ => Duration::from_secs(30),
     }
@@ -65,7 +68,10 @@ pub fn attack_rows(
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
     // Short and mild: a flood's frames are all in memory at once (at full intensity, 20 s of
     // SYN flood took the agent past 400 MB), and a few thousand flows are all a round uses.
-    let intensity = rng.gen_range(0.05..0.5);
+    let intensity = match attack {
+        AttackType::DdosFlood(_) => rng.gen_range(0.05..0.25),
+        _ => rng.gen_range(0.05..0.5),
+    };
     let cfg = crate::attack::sim_config(
         device,
         attack,
