@@ -172,12 +172,15 @@ for arch in aarch64 arm; do
         "/usr/lib/binfmt.d/qemu-$arch.conf" > /proc/sys/fs/binfmt_misc/register
 done
 
+step "build the web console once (the same files on every architecture; the hub embeds them)"
+(cd "$repo/hub/ui" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null)
+
 mount_root
 step "copy the source tree into the chroot"
 rm -rf "$root/build/gatewatch" "$root/build/packages"
 mkdir -p "$root/build/gatewatch" "$root/build/shared" "$root/build/packages"
 tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./agent/fuzz/target --exclude=./agent/fuzz/corpus \
-    --exclude=./packaging/generated -cf - . | tar -C "$root/build/gatewatch" -xf -
+    --exclude=./packaging/generated --exclude=./hub/ui/node_modules -cf - . | tar -C "$root/build/gatewatch" -xf -
 tar -C "$repo/../shared" -cf - reference pcaps | tar -C "$root/build/shared" -xf -
 mkdir -p "$root/build/gatewatch/packaging/generated"
 

@@ -108,7 +108,8 @@ pids+=($!)
 pids+=($!)
 
 cat <<EOF
-== running. Log in as admin / $password:
+== running. Open the console and sign in as admin / $password:
+   console       http://127.0.0.1:$port/
    API docs      http://127.0.0.1:$port/docs
    metrics       http://127.0.0.1:$port/metrics
    live events   ws://127.0.0.1:$port/ws/live?token=<access token>

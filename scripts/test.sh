@@ -24,8 +24,8 @@ cargo nextest run --workspace --locked --no-fail-fast
 venv="${GATEWATCH_VENV:-/var/cache/gatewatch-venv}"
 python_ok=0
 if [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; then
-    if "$venv/bin/python" -c 'import onnxruntime, numpy, schemathesis' 2>/dev/null \
-        || "$venv/bin/pip" install -q onnxruntime numpy schemathesis; then
+    if "$venv/bin/python" -c 'import onnxruntime, numpy, schemathesis, playwright' 2>/dev/null \
+        || "$venv/bin/pip" install -q onnxruntime numpy schemathesis playwright; then
         python_ok=1
     fi
 fi
@@ -38,7 +38,11 @@ if ((python_ok)); then
     "$venv/bin/python" models/scripts/check_onnxruntime.py "$export_dir/model/model.onnx" "$export_dir/model/reference.json"
     echo "== API fuzzing from the OpenAPI document (schemathesis, no 5xx allowed)"
     PATH="$venv/bin:$PATH" bash hub/fuzz-api.sh "$bin/gatewatch-hub" "${GATEWATCH_FUZZ_EXAMPLES:-20}"
+    echo "== the web console in a real browser (Playwright driving Debian's chromium)"
+    "$venv/bin/python" tests/browser/console_test.py --bin "$bin" \
+        --shots "${GATEWATCH_SHOTS:-${TMPDIR:-/tmp}/gatewatch-console-shots}"
 else
-    echo "!! SKIPPED: onnxruntime check and API fuzzing — could not install onnxruntime/numpy/schemathesis with pip" >&2
+    echo "!! FAILED: could not install onnxruntime/numpy/schemathesis/playwright with pip: the onnxruntime check, API fuzzing and browser tests cannot run" >&2
+    exit 1
 fi
 echo "== all tests passed"

@@ -5,6 +5,7 @@
 //! users with JWT and three roles. It scores windows with the active detection model
 //! (`gatewatch-models`, tract). Agents report over MQTT (`broker`): their detections land in
 //! the same tables and the same event fan-out as the API's.
+//! It serves the web console (`hub/ui`, embedded at build time) at `/`.
 
 pub mod api;
 pub mod attack;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod openapi;
 pub mod pki;
 pub mod setup;
+pub mod ui;
 pub mod webhooks;
 pub mod ws;
 
@@ -149,6 +151,7 @@ pub fn rocket(app: App) -> Rocket<Build> {
             ],
         )
         .register("/", api::catchers());
+    // The console's routes are not part of the API document.
     let doc = openapi::build(built.routes());
-    built.manage(doc)
+    built.mount("/", ui::routes()).manage(doc)
 }

@@ -1198,6 +1198,41 @@ async fn openapi_lists_every_route_and_docs_render() {
     assert_eq!(r.content_type(), Some(ContentType::HTML));
 }
 
+/// The console is served from the binary: the page, then every script and style it names, with
+/// a content security policy that keeps it to its own origin.
+#[rocket::async_test]
+async fn console_is_served_with_its_assets() {
+    let hub = Hub::start().await;
+    let r = hub.client.get("/").dispatch().await;
+    assert_eq!(r.status(), Status::Ok);
+    assert_eq!(r.content_type(), Some(ContentType::HTML));
+    let csp = r.headers().get_one("Content-Security-Policy").expect("CSP").to_string();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    let page = r.into_string().await.expect("page");
+    let assets: Vec<String> = page
+        .split('"')
+        .filter(|s| s.starts_with("/assets/"))
+        .map(String::from)
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".js")), "{page}");
+    for a in &assets {
+        let r = hub.client.get(a.as_str()).dispatch().await;
+        assert_eq!(r.status(), Status::Ok, "{a}");
+        let want = if a.ends_with(".js") {
+            ContentType::JavaScript
+        } else {
+            ContentType::CSS
+        };
+        assert_eq!(r.content_type(), Some(want), "{a}");
+    }
+    let r = hub.client.get("/assets/missing.js").dispatch().await;
+    assert_eq!(r.status(), Status::NotFound);
+    // The API keeps its own answers for unknown routes.
+    let (s, body) = hub.call("GET", "/api/v1/nowhere", None, None).await;
+    assert_eq!(s, Status::NotFound);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
 #[rocket::async_test]
 async fn cors_only_for_configured_origins() {
     let hub = Hub::start_with(|c| c.cors_origins = vec!["https://ui.example".into()]).await;

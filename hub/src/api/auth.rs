@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::App;
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![register, login, refresh, logout, me]
+    rocket::routes![register, login, refresh, logout, me, users_list]
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -276,4 +276,19 @@ pub async fn me(auth: Auth<Viewer>, app: &State<App>) -> ApiResult<Json<UserOut>
         .run(move |c| Ok(users::table.find(uid).select(User::as_select()).first(c)?))
         .await?;
     Ok(Json(user.into()))
+}
+
+/// Every user account, oldest first (admins).
+#[rocket::get("/auth/users")]
+pub async fn users_list(_a: Auth<Admin>, app: &State<App>) -> ApiResult<Json<Vec<UserOut>>> {
+    let rows = app
+        .db
+        .run(|c| {
+            Ok(users::table
+                .order(users::created_at.asc())
+                .select(User::as_select())
+                .load(c)?)
+        })
+        .await?;
+    Ok(Json(rows.into_iter().map(UserOut::from).collect()))
 }

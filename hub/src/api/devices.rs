@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::AgentCommand;
-use super::{query, DeviceStatus, DeviceType, Opt, Page, PageQuery, Protocol, TrafficSource};
+use super::{query, DeviceSort, DeviceStatus, DeviceType, Opt, Page, PageQuery, Protocol, TrafficSource};
 use crate::auth::guard::{Auth, Body, Operator, Viewer};
 use crate::db::models::DeviceRow;
 use crate::db::schema::{agents, alerts, devices, predictions, traffic_logs};
@@ -137,6 +137,11 @@ pub struct DeviceQuery {
     pub device_type: Opt<DeviceType>,
     pub agent_id: Opt<Uuid>,
     pub search: Option<String>,
+    /// Order by this column (default: creation time).
+    pub sort: Opt<DeviceSort>,
+    /// Descending order.
+    #[field(default = false)]
+    pub desc: bool,
     #[field(default = 1, validate = range(1..=1_000_000))]
     pub page: i64,
     #[field(default = 50, validate = range(1..=200))]
@@ -203,8 +208,21 @@ pub async fn list(
         .db
         .run(move |c| {
             let total: i64 = filter().count().get_result(c)?;
-            let rows = filter()
-                .order((devices::created_at.asc(), devices::id.asc()))
+            let mut ordered = filter();
+            ordered = match (q.sort.0.unwrap_or(DeviceSort::Created), q.desc) {
+                (DeviceSort::Created, false) => ordered.order(devices::created_at.asc()),
+                (DeviceSort::Created, true) => ordered.order(devices::created_at.desc()),
+                (DeviceSort::Name, false) => ordered.order(devices::name.asc()),
+                (DeviceSort::Name, true) => ordered.order(devices::name.desc()),
+                (DeviceSort::Status, false) => ordered.order(devices::status.asc()),
+                (DeviceSort::Status, true) => ordered.order(devices::status.desc()),
+                (DeviceSort::LastSeen, false) => ordered.order(devices::last_seen_at.asc().nulls_first()),
+                (DeviceSort::LastSeen, true) => ordered.order(devices::last_seen_at.desc().nulls_last()),
+                (DeviceSort::Threats, false) => ordered.order(devices::threat_count_today.asc()),
+                (DeviceSort::Threats, true) => ordered.order(devices::threat_count_today.desc()),
+            };
+            let rows = ordered
+                .then_order_by(devices::id.asc())
                 .limit(page.size)
                 .offset(page.offset())
                 .select(DeviceRow::as_select())

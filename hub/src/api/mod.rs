@@ -159,6 +159,7 @@ text_enum!(AlertType { ThresholdBreach => "threshold_breach", SustainedAttack =>
 text_enum!(Severity { Low => "low", Medium => "medium", High => "high", Critical => "critical" });
 text_enum!(AttackType { DdosFlood => "ddos_flood", SlowRate => "slow_rate", PortScan => "port_scan", BruteForceSsh => "brute_force_ssh", BruteForceFtp => "brute_force_ftp", BotnetBeacon => "botnet_beacon", DataExfiltration => "data_exfiltration", WebXss => "web_xss", WebSqli => "web_sqli", Hybrid => "hybrid" });
 text_enum!(SessionStatus { Pending => "pending", Running => "running", Paused => "paused", Completed => "completed", Failed => "failed" });
+text_enum!(DeviceSort { Created => "created", Name => "name", Status => "status", LastSeen => "last_seen", Threats => "threats" });
 text_enum!(ActionType { BlockIp => "block_ip", RateLimit => "rate_limit", Quarantine => "quarantine", AlertOnly => "alert_only", Webhook => "webhook" });
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
