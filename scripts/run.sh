@@ -108,7 +108,8 @@ pids+=($!)
 pids+=($!)
 
 cat <<EOF
-== running. Open the console and sign in as admin / $password:
+== running. Open the console and sign in as admin / $password (it asks for a new password first;
+   the demo scripts below sign in with this one, so change it once they are done):
    console       http://127.0.0.1:$port/
    API docs      http://127.0.0.1:$port/docs
    metrics       http://127.0.0.1:$port/metrics
@@ -126,6 +127,12 @@ cat <<EOF
 EOF
 while sleep 30; do
     token=$(login)
+    if [ -z "$token" ]; then
+        # The console asks the admin for a new password at first sign-in; the totals stop then.
+        echo "$(date +%T) the admin password is no longer $password (changed in the console): totals stop here"
+        wait
+        exit 0
+    fi
     stats=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/predictions/stats")
     alerts=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/alerts?size=1" |
         sed -n 's/.*"total":\([0-9]*\).*/\1/p')

@@ -1,5 +1,5 @@
 //! The OpenAPI 3 document, built from the mounted Rocket routes (so no route is missing) plus the
-//! request schemas derived from the Rust types; served at `/api/v1/openapi.json`, browsable at `/docs`.
+//! request schemas derived from the Rust types; served at `/api/v1/openapi.json`, browsable at `/docs` (Swagger UI, see `ui.rs`).
 
 use rocket::http::ContentType;
 use rocket::{Route, State};
@@ -20,6 +20,7 @@ use crate::api;
         crate::error::FieldError,
         api::auth::RegisterIn,
         api::auth::LoginIn,
+        api::auth::PasswordIn,
         api::auth::RefreshIn,
         api::auth::TokenOut,
         api::auth::UserOut,
@@ -121,6 +122,7 @@ const OPS: &[Op] = &[
     ("POST", "/api/v1/auth/logout", None, 204, None),
     ("GET", "/api/v1/auth/me", None, 200, Some("UserOut")),
     ("GET", "/api/v1/auth/users", None, 200, None),
+    ("POST", "/api/v1/auth/password", Some("PasswordIn"), 204, None),
     ("POST", "/api/v1/devices", Some("NewDevice"), 201, Some("Device")),
     ("GET", "/api/v1/agents", None, 200, None),
     ("GET", "/api/v1/commands/{id}", None, 200, Some("AgentCommand")),
@@ -430,19 +432,12 @@ pub fn build<'a>(routes: impl Iterator<Item = &'a Route>) -> OpenApiDoc {
 pub struct OpenApiDoc(pub String);
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![openapi_json, docs]
+    rocket::routes![openapi_json]
 }
 
 #[rocket::get("/api/v1/openapi.json")]
 fn openapi_json(doc: &State<OpenApiDoc>) -> (ContentType, String) {
     (ContentType::JSON, doc.0.clone())
-}
-
-/// A dependency-free API browser: it renders the OpenAPI document (Swagger UI needs assets the
-/// build cannot download; see the README for serving it from `hub/ui`).
-#[rocket::get("/docs")]
-fn docs() -> (ContentType, &'static str) {
-    (ContentType::HTML, include_str!("docs.html"))
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ pub fn first_admin(conn: &mut PgConnection, preset: Option<String>) -> Result<Op
         email: "admin@localhost".into(),
         hashed_password: hashed,
         role: "admin".into(),
+        must_change_password: true,
         is_active: true,
         created_at: chrono::Utc::now(),
     };

@@ -1,6 +1,7 @@
 //! The web console: the files `hub/ui` builds, embedded at compile time (see `build.rs`) and
-//! served at `/` (the page) and `/assets/` (scripts, styles), so the hub needs nothing beside
-//! its binary and works on an air-gapped network.
+//! served at `/` (the page) and `/assets/` (scripts, styles), and Swagger UI over the API's
+//! OpenAPI document at `/docs`, so the hub needs nothing beside its binary and works on an
+//! air-gapped network.
 use std::path::PathBuf;
 
 use rocket::http::{ContentType, Header};
@@ -10,7 +11,7 @@ use rocket::Route;
 include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![index, asset]
+    rocket::routes![index, asset, docs, docs_file]
 }
 
 fn find(name: &str) -> Option<&'static [u8]> {
@@ -56,6 +57,24 @@ fn asset(file: PathBuf) -> Option<Asset> {
         .and_then(ContentType::from_extension)
         .unwrap_or(ContentType::Binary);
     Some(respond(body, kind, "public, max-age=31536000, immutable"))
+}
+
+#[rocket::get("/docs")]
+fn docs() -> Option<Asset> {
+    find("docs/index.html").map(|b| respond(b, ContentType::HTML, "no-cache"))
+}
+
+#[rocket::get("/docs/<file..>")]
+fn docs_file(file: PathBuf) -> Option<Asset> {
+    let name = format!("docs/{}", file.to_str()?);
+    let body = find(&name)?;
+    let kind = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(ContentType::from_extension)
+        .unwrap_or(ContentType::Plain);
+    // Not content-hashed: revalidate, so an upgraded hub serves its own Swagger UI.
+    Some(respond(body, kind, "no-cache"))
 }
 
 #[cfg(test)]

@@ -106,6 +106,87 @@ async fn auth_login_refresh_rotation_me_register() {
     );
 }
 
+/// A user changes their own password: the current one is checked, the new one validated, other
+/// sessions end, and only the new password signs in. Admins list users; others may not.
+#[rocket::async_test]
+async fn password_change_and_user_list() {
+    let hub = Hub::start().await;
+    let login = |password: &'static str| {
+        let hub = &hub;
+        async move {
+            hub.call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "viewer", "password": password})),
+            )
+            .await
+        }
+    };
+    let (s, v) = login(PASSWORD).await;
+    assert_eq!(s, Status::Ok, "{v}");
+    assert_eq!(v["user"]["must_change_password"], false);
+    let access = v["access_token"].as_str().expect("access").to_string();
+    let refresh = v["refresh_token"].as_str().expect("refresh").to_string();
+    let change = |current: &'static str, new: &'static str| {
+        let (hub, access) = (&hub, access.clone());
+        async move {
+            hub.call(
+                "POST",
+                "/api/v1/auth/password",
+                Some(&access),
+                Some(json!({"current_password": current, "new_password": new})),
+            )
+            .await
+        }
+    };
+    let (s, v) = change("wrong password", "a-new-long-password").await;
+    assert_eq!(
+        (s, error_field(&v)),
+        (Status::UnprocessableEntity, "current_password".into())
+    );
+    let (s, v) = change(PASSWORD, "short").await;
+    assert_eq!(
+        (s, error_field(&v)),
+        (Status::UnprocessableEntity, "new_password".into())
+    );
+    let (s, v) = change(PASSWORD, PASSWORD).await;
+    assert_eq!(
+        (s, error_field(&v)),
+        (Status::UnprocessableEntity, "new_password".into())
+    );
+    let (s, _) = change(PASSWORD, "a-new-long-password").await;
+    assert_eq!(s, Status::NoContent);
+    let (s, _) = hub
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(s, Status::Unauthorized, "the other sessions ended");
+    assert_eq!(login(PASSWORD).await.0, Status::Unauthorized);
+    assert_eq!(login("a-new-long-password").await.0, Status::Ok);
+
+    let (s, users) = hub.call("GET", "/api/v1/auth/users", Some(&hub.admin), None).await;
+    assert_eq!(s, Status::Ok);
+    let names: Vec<&str> = users
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert!(names.contains(&"viewer") && names.contains(&"admin"), "{names:?}");
+    assert!(users
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|u| u.get("hashed_password").is_none()));
+    let (s, _) = hub.call("GET", "/api/v1/auth/users", Some(&hub.operator), None).await;
+    assert_eq!(s, Status::Forbidden);
+}
+
 #[rocket::async_test]
 async fn login_is_rate_limited_with_retry_after() {
     let hub = Hub::start_with(|c| c.login_attempts_per_minute = 3).await;
@@ -1196,6 +1277,14 @@ async fn openapi_lists_every_route_and_docs_render() {
     assert_eq!(doc["components"]["schemas"]["DeviceType"]["enum"][4], "smart_plug");
     let r = hub.client.get("/docs").dispatch().await;
     assert_eq!(r.content_type(), Some(ContentType::HTML));
+    let page = r.into_string().await.expect("docs page");
+    assert!(page.contains("/docs/swagger-ui-bundle.js"), "{page}");
+    for file in ["/docs/swagger-ui-bundle.js", "/docs/init.js", "/docs/swagger-ui.css"] {
+        let r = hub.client.get(file).dispatch().await;
+        assert_eq!(r.status(), Status::Ok, "{file}");
+    }
+    let init = hub.client.get("/docs/init.js").dispatch().await.into_string().await;
+    assert!(init.is_some_and(|s| s.contains("/api/v1/openapi.json")));
 }
 
 /// The console is served from the binary: the page, then every script and style it names, with

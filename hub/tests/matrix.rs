@@ -23,6 +23,8 @@ async fn role_route_matrix() {
     let routes: Vec<(&str, String, Need)> = vec![
         ("POST", "/api/v1/auth/register".into(), Admin),
         ("GET", "/api/v1/auth/me".into(), Viewer),
+        ("GET", "/api/v1/auth/users".into(), Admin),
+        ("POST", "/api/v1/auth/password".into(), Viewer),
         ("POST", "/api/v1/auth/logout".into(), Viewer),
         ("GET", "/api/v1/agents".into(), Viewer),
         ("GET", format!("/api/v1/commands/{id}"), Viewer),

@@ -70,6 +70,13 @@ fn first_start_creates_admin_secret_and_database() {
         .expect("generated password");
     assert_eq!(password.len(), 20);
     assert_eq!(setup::first_admin(&mut c, None).expect("second"), None);
+    // The console asks for a new password before anything else.
+    let must_change: bool = gatewatch_hub::db::schema::users::table
+        .filter(gatewatch_hub::db::schema::users::username.eq("admin"))
+        .select(gatewatch_hub::db::schema::users::must_change_password)
+        .first(&mut c)
+        .expect("admin row");
+    assert!(must_change);
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     setup::jwt_secret(&data).expect("secret");

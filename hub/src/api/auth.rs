@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::App;
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![register, login, refresh, logout, me, users_list]
+    rocket::routes![register, login, refresh, logout, me, users_list, change_password]
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -27,6 +27,8 @@ pub struct UserOut {
     pub role: Role,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
+    /// The password was set at first start; the console asks for a new one.
+    pub must_change_password: bool,
 }
 
 impl From<User> for UserOut {
@@ -38,6 +40,7 @@ impl From<User> for UserOut {
             email: u.email,
             is_active: u.is_active,
             created_at: u.created_at,
+            must_change_password: u.must_change_password,
         }
     }
 }
@@ -91,8 +94,12 @@ fn validate_register(r: &RegisterIn) -> ApiResult<()> {
     {
         return Err(ApiError::field("email", "not an email address"));
     }
-    if r.password.chars().count() < 10 || r.password.len() > 256 {
-        return Err(ApiError::field("password", "10-256 characters"));
+    check_password("password", &r.password)
+}
+
+fn check_password(field: &'static str, p: &str) -> ApiResult<()> {
+    if p.chars().count() < 10 || p.len() > 256 {
+        return Err(ApiError::field(field, "10-256 characters"));
     }
     Ok(())
 }
@@ -114,6 +121,7 @@ pub async fn register(
         role: r.role.unwrap_or(Role::Viewer).as_str().into(),
         is_active: true,
         created_at: Utc::now(),
+        must_change_password: false,
     };
     let user = app
         .db
@@ -291,4 +299,70 @@ pub async fn users_list(_a: Auth<Admin>, app: &State<App>) -> ApiResult<Json<Vec
         })
         .await?;
     Ok(Json(rows.into_iter().map(UserOut::from).collect()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordIn {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Changes the signed-in user's password (204). The current password is checked and counted by
+/// the login limiter; the user's other sessions end (their refresh tokens are revoked).
+#[rocket::post("/auth/password", data = "<body>")]
+pub async fn change_password(
+    auth: Auth<Viewer>,
+    app: &State<App>,
+    ip: Option<std::net::IpAddr>,
+    body: Body<PasswordIn>,
+) -> ApiResult<Status> {
+    let PasswordIn {
+        current_password,
+        new_password,
+    } = body.0;
+    check_password("new_password", &new_password)?;
+    if new_password == current_password {
+        return Err(ApiError::field("new_password", "must differ from the current password"));
+    }
+    let uid = auth.user_id();
+    let user = app
+        .db
+        .run(move |c| Ok(users::table.find(uid).select(User::as_select()).first(c)?))
+        .await?;
+    let client = ip.map(|i| i.to_string()).unwrap_or_default();
+    app.login_limit
+        .check(&format!("{client}|{}", user.username))
+        .map_err(ApiError::too_many)?;
+    let hash = user.hashed_password.clone();
+    // Both argon2 runs are CPU work: off the async workers.
+    let hashed = rocket::tokio::task::spawn_blocking(move || {
+        a::verify_password(&current_password, &hash).then(|| a::hash_password(&new_password))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let Some(hashed) = hashed else {
+        return Err(ApiError::field("current_password", "not the current password"));
+    };
+    let hashed = hashed?;
+    app.db
+        .run(move |c| {
+            c.transaction(|c| {
+                diesel::update(users::table.find(uid))
+                    .set((users::hashed_password.eq(hashed), users::must_change_password.eq(false)))
+                    .execute(c)?;
+                diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::user_id.eq(uid))
+                        .filter(refresh_tokens::revoked_at.is_null()),
+                )
+                .set(refresh_tokens::revoked_at.eq(Utc::now()))
+                .execute(c)?;
+                Ok::<_, diesel::result::Error>(())
+            })?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(user = %user.username, "password changed");
+    Ok(Status::NoContent)
 }

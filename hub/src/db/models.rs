@@ -18,6 +18,8 @@ pub struct User {
     pub role: String,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
+    /// Set on the first admin: the console asks for a new password before anything else.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -9,6 +9,7 @@ diesel::table! {
         role -> Text,
         is_active -> Bool,
         created_at -> Timestamptz,
+        must_change_password -> Bool,
     }
 }
 

@@ -9,6 +9,8 @@ export interface User {
   username: string;
   email: string;
   role: Role;
+  /** The first admin's password was set at first start: ask for a new one first. */
+  must_change_password?: boolean;
 }
 interface TokenOut {
   access_token: string;
@@ -99,6 +101,14 @@ export async function login(username: string, password: string): Promise<User> {
   const t = (await res.json()) as TokenOut;
   keep(t);
   return t.user;
+}
+
+/** Changes the signed-in user's password, then signs in again (the change ends other sessions). */
+export async function changePassword(current: string, next: string) {
+  const me = user();
+  if (!me) throw new ApiError(401, "not signed in");
+  await api("/auth/password", { method: "POST", body: { current_password: current, new_password: next } });
+  await login(me.username, next);
 }
 
 export async function logout() {

@@ -5,6 +5,7 @@ import { can, logout, resume, Role, user } from "./api";
 import { go, hash, route } from "./router";
 import "./style.css";
 import Login from "./pages/login";
+import ChangePassword from "./pages/password";
 import Dashboard from "./pages/dashboard";
 import Devices from "./pages/devices";
 import DeviceDetail from "./pages/device";
@@ -126,9 +127,11 @@ function App() {
   return (
     <Show when={ready()} fallback={<p class="loading">Loading…</p>}>
       <Show when={user()} fallback={<Login />}>
-        <Shell>
-          <Router />
-        </Shell>
+        <Show when={!user()?.must_change_password} fallback={<ChangePassword first />}>
+          <Shell>
+            <Router />
+          </Shell>
+        </Show>
       </Show>
     </Show>
   );

@@ -116,16 +116,18 @@ export function Chart(props: { title: string; series: Series[]; data: () => uPlo
   return <div class="chart" ref={box} role="img" aria-label={props.title} />;
 }
 
-/** A labelled form field. */
+/** A labelled form field; the hint stays outside the label so that the field's name is the label. */
 export function Field(props: { label: string; children: JSX.Element; hint?: string }) {
   return (
-    <label class="field">
-      <span>{props.label}</span>
-      {props.children}
+    <div class="field">
+      <label>
+        <span>{props.label}</span>
+        {props.children}
+      </label>
       <Show when={props.hint}>
         <small>{props.hint}</small>
       </Show>
-    </label>
+    </div>
   );
 }
 

@@ -218,7 +218,7 @@ export default function DeviceDetail(props: { id: string }) {
           {(e) => (
             <div class="panel" aria-live="polite">
               <h2>Why {e().label === "attack" ? "flagged" : "benign"} (score {num(e().score)})</h2>
-              <p class="muted">The features that moved this window's score most (gradient × input).</p>
+              <p class="muted">The features that moved this window's score most: the change of the attack probability attributed to each (Shapley values).</p>
               <div class="bars">
                 <For each={bars(e())}>
                   {(b) => {
