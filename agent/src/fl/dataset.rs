@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use gatewatch_models::{Family, Window, FAMILIES, FEATURE_COUNT, WINDOW};
+use gatewatch_models::{Family, Window, FAMILIES, FAMILY_COUNT, FEATURE_COUNT, WINDOW};
 
 /// Where a window's label comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,21 +143,45 @@ impl LocalSet {
         self.trim();
     }
 
-    /// Over the cap: the oldest pseudo-label of the device with the most pseudo-labels goes
-    /// first (one chatty device must not crowd out the others), then the oldest window.
+    /// Over the cap, the family with the most windows gives one up, so that a flood of one
+    /// kind (an attack-simulation session scores thousands of windows) replaces its own windows
+    /// and never the others. Within benign, the oldest pseudo-label of the device with the most
+    /// goes first (one chatty device must not crowd out the others); operators' labels go last.
     fn trim(&mut self) {
         while self.entries.len() > self.cap {
-            let mut per_device: HashMap<IpAddr, usize> = HashMap::new();
-            for e in self.entries.iter().filter(|e| e.source == Source::Pseudo) {
-                *per_device.entry(e.device).or_default() += 1;
+            let mut per_family = [0usize; FAMILY_COUNT];
+            for e in &self.entries {
+                per_family[e.family.index()] += 1;
             }
-            let chattiest = per_device.into_iter().max_by_key(|(ip, n)| (*n, *ip)).map(|(ip, _)| ip);
+            let Some(largest) = FAMILIES
+                .iter()
+                .copied()
+                .max_by_key(|f| (per_family[f.index()], f.index()))
+            else {
+                return;
+            };
+            let chattiest = (largest == Family::Benign)
+                .then(|| {
+                    let mut per_device: HashMap<IpAddr, usize> = HashMap::new();
+                    for e in self.entries.iter().filter(|e| e.source == Source::Pseudo) {
+                        *per_device.entry(e.device).or_default() += 1;
+                    }
+                    per_device.into_iter().max_by_key(|(ip, n)| (*n, *ip)).map(|(ip, _)| ip)
+                })
+                .flatten();
+            let of_family = |e: &Entry| e.family == largest;
             let victim = chattiest
                 .and_then(|ip| {
                     self.entries
                         .iter()
-                        .position(|e| e.source == Source::Pseudo && e.device == ip)
+                        .position(|e| of_family(e) && e.source == Source::Pseudo && e.device == ip)
                 })
+                .or_else(|| {
+                    self.entries
+                        .iter()
+                        .position(|e| of_family(e) && e.source != Source::Operator)
+                })
+                .or_else(|| self.entries.iter().position(of_family))
                 .unwrap_or(0);
             self.entries.remove(victim);
         }
@@ -316,5 +340,30 @@ mod tests {
         assert!(set.entries().any(|e| e.family == Family::DosDdos));
         let c = set.composition();
         assert_eq!(c.get("dos_ddos"), Some(&1));
+    }
+
+    #[test]
+    fn a_simulated_flood_replaces_its_own_windows_not_the_benign_ones() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut set = LocalSet::open(dir.path(), 100, 0.0).expect("open");
+        let device: IpAddr = "10.0.0.1".parse().expect("ip");
+        for i in 0..40 {
+            set.add(window(0.0), 0, Family::Benign, Source::Pseudo, device, i);
+        }
+        set.add(window(0.5), 0, Family::BruteForce, Source::Operator, device, 40);
+        // An attack-simulation session scores thousands of windows of one family.
+        for i in 0..5000 {
+            set.add(window(1.0), 0, Family::Scan, Source::Simulated, device, 100 + i);
+        }
+        let c = set.composition();
+        assert_eq!(set.len(), 100);
+        assert_eq!(c.get("benign"), Some(&40), "{c:?}");
+        assert_eq!(c.get("brute_force"), Some(&1), "{c:?}");
+        assert_eq!(c.get("scan"), Some(&59), "{c:?}");
+        // The newest of the flood are kept.
+        assert!(set
+            .entries()
+            .filter(|e| e.family == Family::Scan)
+            .all(|e| e.ts_ms >= 100 + 5000 - 59));
     }
 }

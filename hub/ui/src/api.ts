@@ -155,7 +155,8 @@ async function send(path: string, o: CallOptions): Promise<Response> {
 /** Calls `/api/v1{path}`; resolves to the parsed JSON (or null for 204). */
 export async function api<T = unknown>(path: string, o: CallOptions = {}): Promise<T> {
   let res = await send(path, o);
-  if (res.status === 401 && !path.startsWith("/auth/")) {
+  // A 401 from sign-in or renewal itself is an answer, not an expired session.
+  if (res.status === 401 && path !== "/auth/login" && path !== "/auth/refresh") {
     if (await renew()) {
       res = await send(path, o);
     }

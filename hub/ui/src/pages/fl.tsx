@@ -309,8 +309,10 @@ function Rounds(props: { runId: string | null; rounds: FlRound[]; names: Record<
       <ErrorLine error={props.error} />
       <Show when={props.rounds.length} fallback={<p class="muted">No rounds recorded for this run.</p>}>
         <div class="panel">
-          <Chart title="Global loss and weighted F1 per round" data={data}
-            series={[{ label: "loss", color: "--bad" }, { label: "F1", color: "--ok" }]} />
+          <Show when={props.rounds.length >= 2} fallback={<p class="muted">Loss and F1 are charted from the second round on.</p>}>
+            <Chart title="Global loss and weighted F1 per round" data={data}
+              series={[{ label: "loss", color: "--bad" }, { label: "F1", color: "--ok" }]} />
+          </Show>
         </div>
         <Table label="Rounds" rows={props.rounds} cols={[
           ["Round", (r) => (
