@@ -1,6 +1,6 @@
 //! `/dashboard`: aggregates for the overview page.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Integer, Timestamptz};
@@ -50,55 +50,65 @@ fn midnight() -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
+/// The start of the UTC hour `ago` before now: the hourly counts start on hour boundaries.
+fn hour_start(ago: Duration) -> DateTime<Utc> {
+    let t = Utc::now() - ago;
+    t.duration_trunc(Duration::hours(1)).unwrap_or(t)
+}
+
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = BigInt)]
+    predictions_today: i64,
+    #[diesel(sql_type = BigInt)]
+    attacks_today: i64,
+    #[diesel(sql_type = BigInt)]
+    recent_total: i64,
+    #[diesel(sql_type = BigInt)]
+    recent_attacks: i64,
+}
+
+/// Counts from the hourly table (`prediction_hours`, kept by a trigger): today since midnight
+/// UTC, and the threat level from the share of attacks since the start of the previous hour.
 #[rocket::get("/dashboard/stats")]
 pub async fn stats(_a: Auth<Viewer>, app: &State<App>) -> ApiResult<Json<DashboardStats>> {
     let s = app
         .db
         .run(|c| {
-            let today = midnight();
-            let hour = Utc::now() - Duration::hours(1);
+            let n: Counts = diesel::sql_query(
+                "SELECT coalesce(sum(predictions) FILTER (WHERE hour >= $1), 0)::bigint AS predictions_today, \
+                 coalesce(sum(attacks) FILTER (WHERE hour >= $1), 0)::bigint AS attacks_today, \
+                 coalesce(sum(predictions) FILTER (WHERE hour >= $2), 0)::bigint AS recent_total, \
+                 coalesce(sum(attacks) FILTER (WHERE hour >= $2), 0)::bigint AS recent_attacks \
+                 FROM prediction_hours WHERE hour >= least($1, $2)",
+            )
+            .bind::<Timestamptz, _>(midnight())
+            .bind::<Timestamptz, _>(hour_start(Duration::hours(1)))
+            .get_result(c)?;
             let total_devices = devices::table.count().get_result(c)?;
             let active_devices = devices::table
                 .filter(devices::status.eq_any(["online", "under_attack"]))
-                .count()
-                .get_result(c)?;
-            let predictions_today: i64 = predictions::table
-                .filter(predictions::ts.ge(today))
-                .count()
-                .get_result(c)?;
-            let attacks_today: i64 = predictions::table
-                .filter(predictions::ts.ge(today))
-                .filter(predictions::label.eq("attack"))
-                .count()
-                .get_result(c)?;
-            let hour_total: i64 = predictions::table
-                .filter(predictions::ts.ge(hour))
-                .count()
-                .get_result(c)?;
-            let hour_attacks: i64 = predictions::table
-                .filter(predictions::ts.ge(hour))
-                .filter(predictions::label.eq("attack"))
                 .count()
                 .get_result(c)?;
             let unacknowledged_alerts = alerts::table
                 .filter(alerts::is_acknowledged.eq(false))
                 .count()
                 .get_result(c)?;
-            let share = if hour_total == 0 {
+            let share = if n.recent_total == 0 {
                 0.0
             } else {
-                hour_attacks as f64 / hour_total as f64
+                n.recent_attacks as f64 / n.recent_total as f64
             };
             Ok(DashboardStats {
                 threat_level: threat_level(share),
                 total_devices,
                 active_devices,
-                attacks_today,
-                predictions_today,
-                benign_rate: if predictions_today == 0 {
+                attacks_today: n.attacks_today,
+                predictions_today: n.predictions_today,
+                benign_rate: if n.predictions_today == 0 {
                     1.0
                 } else {
-                    (predictions_today - attacks_today) as f64 / predictions_today as f64
+                    (n.predictions_today - n.attacks_today) as f64 / n.predictions_today as f64
                 },
                 unacknowledged_alerts,
             })
@@ -212,6 +222,7 @@ pub struct DeviceHealth {
     pub status: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<Timestamptz>)]
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Attack windows since the start of the UTC hour 24 h ago.
     #[diesel(sql_type = BigInt)]
     pub attacks_24h: i64,
     #[diesel(sql_type = BigInt)]
@@ -222,13 +233,14 @@ pub struct DeviceHealth {
 
 #[rocket::get("/dashboard/device-health")]
 pub async fn device_health(_a: Auth<Viewer>, app: &State<App>) -> ApiResult<Json<Vec<DeviceHealth>>> {
-    let since = Utc::now() - Duration::hours(24);
+    // Whole hours: from the start of the hour 24 h ago (the hourly counts, not a day of rows).
+    let since = hour_start(Duration::hours(24));
     let rows = app
         .db
         .run(move |c| {
             Ok(diesel::sql_query(
                 "SELECT d.id, d.name::text AS name, d.device_type, d.status, d.last_seen_at, \
-                 (SELECT count(*) FROM predictions p WHERE p.device_id = d.id AND p.label = 'attack' AND p.ts >= $1) AS attacks_24h, \
+                 coalesce((SELECT sum(h.attacks) FROM prediction_hours h WHERE h.device_id = d.id AND h.hour >= $1), 0)::bigint AS attacks_24h, \
                  (SELECT count(*) FROM alerts a WHERE a.device_id = d.id AND NOT a.is_acknowledged) AS unacknowledged_alerts, \
                  (SELECT p.score FROM predictions p WHERE p.device_id = d.id ORDER BY p.ts DESC LIMIT 1) AS last_score \
                  FROM devices d ORDER BY d.name",

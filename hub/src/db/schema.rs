@@ -323,3 +323,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     agent_commands,
     enrollment_tokens,
 );
+
+diesel::table! {
+    prediction_hours (hour, device_id) {
+        hour -> Timestamptz,
+        device_id -> Uuid,
+        predictions -> Int8,
+        attacks -> Int8,
+    }
+}

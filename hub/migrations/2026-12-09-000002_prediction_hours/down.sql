@@ -1,0 +1,3 @@
+DROP TRIGGER predictions_count_hours ON predictions;
+DROP FUNCTION count_prediction_hours();
+DROP TABLE prediction_hours;
