@@ -184,6 +184,66 @@ impl ModelStore {
     }
 }
 
+/// A model the hub holds: the bundled one or one stored under its version.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StoredModel {
+    /// What `active_model` takes to activate it (the version, or `cnn_lstm_default`).
+    pub name: String,
+    pub version: String,
+    /// `bundled`, `uploaded` or `federated` (made by a federated-learning round).
+    pub origin: &'static str,
+    /// When it was stored (unknown for the bundled model).
+    pub stored_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub active: bool,
+}
+
+impl ModelStore {
+    /// Every model the hub holds, the bundled one first, then the newest stored first.
+    pub fn list(&self) -> Vec<StoredModel> {
+        let active = self.active_name();
+        let mut out = Vec::new();
+        if let Ok(m) = Metadata::load(&self.bundled.join(METADATA_FILE)) {
+            out.push(StoredModel {
+                name: BUNDLED.into(),
+                version: m.model_version,
+                origin: "bundled",
+                stored_at: None,
+                active: active.as_deref() == Some(BUNDLED),
+            });
+        }
+        let mut stored: Vec<StoredModel> = std::fs::read_dir(&self.uploads)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                check_version(&name).ok()?;
+                let meta = Metadata::load(&entry.path().join(METADATA_FILE)).ok()?;
+                let stored_at = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(chrono::DateTime::from);
+                Some(StoredModel {
+                    active: active.as_deref() == Some(name.as_str()),
+                    // Federated rounds store their models as `fl-<run>-r<round>`.
+                    origin: if name.starts_with("fl-") {
+                        "federated"
+                    } else {
+                        "uploaded"
+                    },
+                    name,
+                    version: meta.model_version,
+                    stored_at,
+                })
+            })
+            .collect();
+        stored.sort_by(|a, b| b.stored_at.cmp(&a.stored_at).then_with(|| a.name.cmp(&b.name)));
+        out.extend(stored);
+        out
+    }
+}
+
 impl ModelStore {
     /// The directory of model `version` (by its metadata version): the active one, an
     /// uploaded or federated one, or the bundled one.

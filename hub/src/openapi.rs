@@ -239,6 +239,7 @@ const OPS: &[Op] = &[
         201,
         Some("ModelUploaded"),
     ),
+    ("GET", "/api/v1/settings/models", None, 200, None),
     (
         "POST",
         "/api/v1/settings/test-connection",

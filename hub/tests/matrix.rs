@@ -81,6 +81,7 @@ async fn role_route_matrix() {
         ("PUT", "/api/v1/settings/global_threshold".into(), Admin),
         ("POST", "/api/v1/settings/model/upload".into(), Admin),
         ("POST", "/api/v1/settings/test-connection".into(), Admin),
+        ("GET", "/api/v1/settings/models".into(), Viewer),
         ("POST", "/api/v1/agents/enrollment-tokens".into(), Admin),
         ("POST", "/api/v1/agents/enroll".into(), Public),
         ("POST", format!("/api/v1/agents/{id}/revoke"), Admin),

@@ -322,6 +322,21 @@ async fn uploads_are_checked_activated_and_survive_a_restart() {
         .await;
     assert_eq!(s, Status::Ok);
     assert_eq!(hub.app().models.active_name().as_deref(), Some("site-4"));
+    // The list holds the bundled model and both uploads, the active one marked.
+    let (s, list) = hub
+        .call("GET", "/api/v1/settings/models", Some(&hub.viewer), None)
+        .await;
+    assert_eq!(s, Status::Ok, "{list}");
+    let list = list.as_array().expect("list");
+    assert_eq!(list[0]["origin"], "bundled");
+    assert_eq!(list[0]["name"], gatewatch_hub::model::BUNDLED);
+    let names: Vec<(&str, bool, &str)> = list
+        .iter()
+        .filter_map(|m| Some((m["name"].as_str()?, m["active"].as_bool()?, m["origin"].as_str()?)))
+        .collect();
+    assert!(names.contains(&("site-4", true, "uploaded")), "{names:?}");
+    assert!(names.contains(&("site-2", false, "uploaded")), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.1).count(), 1, "{names:?}");
     let (s, _) = hub
         .call(
             "PUT",

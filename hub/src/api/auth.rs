@@ -257,18 +257,23 @@ pub async fn refresh(
     }
 }
 
+/// Revokes every refresh token of the user: their sessions end when the access tokens expire.
+fn end_sessions(c: &mut diesel::PgConnection, user: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(Utc::now()))
+    .execute(c)
+}
+
 #[rocket::post("/auth/logout")]
 pub async fn logout(auth: Auth<Viewer>, app: &State<App>, cookies: &CookieJar<'_>) -> ApiResult<Status> {
     let uid = auth.user_id();
     app.db
         .run(move |c| {
-            diesel::update(
-                refresh_tokens::table
-                    .filter(refresh_tokens::user_id.eq(uid))
-                    .filter(refresh_tokens::revoked_at.is_null()),
-            )
-            .set(refresh_tokens::revoked_at.eq(Utc::now()))
-            .execute(c)?;
+            end_sessions(c, uid)?;
             Ok(())
         })
         .await?;
@@ -351,13 +356,7 @@ pub async fn change_password(
                 diesel::update(users::table.find(uid))
                     .set((users::hashed_password.eq(hashed), users::must_change_password.eq(false)))
                     .execute(c)?;
-                diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::user_id.eq(uid))
-                        .filter(refresh_tokens::revoked_at.is_null()),
-                )
-                .set(refresh_tokens::revoked_at.eq(Utc::now()))
-                .execute(c)?;
+                end_sessions(c, uid)?;
                 Ok::<_, diesel::result::Error>(())
             })?;
             Ok(())

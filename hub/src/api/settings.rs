@@ -22,7 +22,7 @@ use crate::model::{ModelError, ModelFiles};
 use crate::App;
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![list, update, upload_model, test_connection]
+    rocket::routes![list, update, upload_model, test_connection, models]
 }
 
 pub const DEFAULT_MODEL: &str = "cnn_lstm_default";
@@ -325,4 +325,15 @@ pub async fn test_connection(_a: Auth<Admin>, app: &State<App>) -> ApiResult<Jso
         websocket_clients: app.events.subscribers(),
         websocket_events_dropped: app.events.dropped_total(),
     }))
+}
+
+/// Every model the hub holds (bundled, uploaded, federated), which is active; activate one
+/// with `PUT /settings/active_model`.
+#[rocket::get("/settings/models")]
+pub async fn models(_a: Auth<Viewer>, app: &State<App>) -> ApiResult<Json<Vec<crate::model::StoredModel>>> {
+    let store = app.models.clone();
+    let list = rocket::tokio::task::spawn_blocking(move || store.list())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(list))
 }

@@ -164,3 +164,21 @@ export function Table<T>(props: { label: string; cols: Col<T>[]; rows: T[]; capt
     </div>
   );
 }
+
+/** Previous/next page buttons for a paged list of `total` items, `size` a page. */
+export function Pager(props: { page: number; total: number; size: number; noun: string; onPage: (page: number) => void }) {
+  const pages = () => Math.max(1, Math.ceil(props.total / props.size));
+  return (
+    <div class="pager">
+      <button class="secondary" disabled={props.page <= 1} onClick={() => props.onPage(props.page - 1)}>
+        Previous page
+      </button>
+      <span>
+        Page {props.page} of {pages()} ({props.total} {props.noun})
+      </span>
+      <button class="secondary" disabled={props.page >= pages()} onClick={() => props.onPage(props.page + 1)}>
+        Next page
+      </button>
+    </div>
+  );
+}

@@ -2,7 +2,7 @@
 // label goes to the owning agent's local training set (federated learning).
 import { createSignal, For, onCleanup, Show } from "solid-js";
 import { api, can, Page, qs, subscribe } from "../api";
-import { Badge, ErrorLine, Field, poll, when } from "../ui";
+import { Badge, ErrorLine, Field, Pager, poll, when } from "../ui";
 import type { Alert } from "./dashboard";
 
 interface Resolved extends Alert {
@@ -68,7 +68,6 @@ export default function Alerts() {
       const r = await api<Resolved>(`/alerts/${id}/resolve`, { method: "PATCH", body: { verdict } });
       return r.label_sent ? "" : `(${r.windows_labelled} windows; label not sent: the agent is unknown.)`;
     });
-  const pages = () => Math.max(1, Math.ceil((alerts()?.total ?? 0) / size));
   const ids = () => [...selected()];
 
   return (
@@ -147,11 +146,7 @@ export default function Alerts() {
           </tbody>
         </table>
       </div>
-      <div class="pager">
-        <button class="secondary" disabled={page() <= 1} onClick={() => { setPage(page() - 1); p.reload(); }}>Previous page</button>
-        <span>Page {page()} of {pages()}</span>
-        <button class="secondary" disabled={page() >= pages()} onClick={() => { setPage(page() + 1); p.reload(); }}>Next page</button>
-      </div>
+      <Pager page={page()} total={alerts()?.total ?? 0} size={size} noun="alerts" onPage={(n) => { setPage(n); p.reload(); }} />
     </section>
   );
 }

@@ -3,7 +3,7 @@
 import { createEffect, createSignal, For, on, onCleanup, onMount, Show } from "solid-js";
 import { createStore } from "solid-js/store";
 import { api, can, openBlob, Page, qs, subscribe } from "../api";
-import { Badge, ErrorLine, Field, num, pct, poll, when } from "../ui";
+import { Badge, ErrorLine, Field, num, Pager, pct, poll, when } from "../ui";
 
 interface Device { id: string; name: string; ip_address: string; agent_id: string | null }
 interface AttackTypeInfo { attack_type: string; name: string; description: string; variants: string[] }
@@ -54,7 +54,6 @@ export default function Attacks() {
   const [liveError, setLiveError] = createSignal<unknown>(null);
   const [liveOpen, setLiveOpen] = createSignal(false);
 
-  const pages = () => Math.max(1, Math.ceil((history()?.total ?? 0) / PAGE_SIZE));
   const deviceName = (id: string) => devices().find((d) => d.id === id)?.name ?? id.slice(0, 8);
 
   onMount(async () => {
@@ -227,11 +226,7 @@ export default function Attacks() {
           </tbody>
         </table>
       </div>
-      <div class="pager">
-        <button class="secondary" disabled={page() <= 1} onClick={() => setPage(page() - 1)}>Previous page</button>
-        <span>Page {page()} of {pages()} ({history()?.total ?? 0} sessions)</span>
-        <button class="secondary" disabled={page() >= pages()} onClick={() => setPage(page() + 1)}>Next page</button>
-      </div>
+      <Pager page={page()} total={history()?.total ?? 0} size={PAGE_SIZE} noun="sessions" onPage={setPage} />
     </section>
   );
 }

@@ -2,7 +2,7 @@
 // thousands of devices.
 import { createSignal, For, Show } from "solid-js";
 import { api, Page, qs } from "../api";
-import { ago, Badge, ErrorLine, Field, poll } from "../ui";
+import { ago, Badge, ErrorLine, Field, Pager, poll } from "../ui";
 
 export interface Device {
   id: string;
@@ -63,7 +63,6 @@ export default function Devices() {
     }
     refilter();
   };
-  const pages = () => Math.max(1, Math.ceil((devices()?.total ?? 0) / size));
 
   return (
     <section>
@@ -133,17 +132,7 @@ export default function Devices() {
           </tbody>
         </table>
       </div>
-      <div class="pager">
-        <button class="secondary" disabled={page() <= 1} onClick={() => { setPage(page() - 1); p.reload(); }}>
-          Previous page
-        </button>
-        <span>
-          Page {page()} of {pages()}
-        </span>
-        <button class="secondary" disabled={page() >= pages()} onClick={() => { setPage(page() + 1); p.reload(); }}>
-          Next page
-        </button>
-      </div>
+      <Pager page={page()} total={devices()?.total ?? 0} size={size} noun="devices" onPage={(n) => { setPage(n); p.reload(); }} />
       <Show when={devices()?.total === 0}>
         <p class="muted">
           No device matches. Devices appear when an enrolled agent sees them (<a href="#/settings">Settings & fleet</a>).

@@ -1,5 +1,5 @@
 // Federated learning: the live run, starting and stopping runs, past runs and their rounds, and
-// the model versions those rounds made (download, activate, roll back).
+// every model the hub holds (download, activate, roll back).
 import { createEffect, createSignal, For, JSX, on, onCleanup, Show } from "solid-js";
 import { createStore } from "solid-js/store";
 import { api, can, download, Page, qs, subscribe } from "../api";
@@ -356,24 +356,23 @@ function Rounds(props: { runId: string | null; rounds: FlRound[]; names: Record<
   );
 }
 
-interface Version { version: string; origin: string }
+interface StoredModel { name: string; version: string; origin: string; stored_at: string | null; active: boolean }
+interface Version { name: string; version: string; origin: string; storedAt: string | null }
 
 function Models(props: { info: ModelInfo | null; rounds: FlRound[]; error: unknown; onChange: () => void }) {
   const [file, setFile] = createSignal(MODEL_FILES[0]);
   const [error, setError] = createSignal<unknown>(null);
   const [done, setDone] = createSignal<string | null>(null);
-  // The API has no list of stored models: offer the active one, the newest FL model and the
-  // versions the shown run's rounds made.
-  const versions = (): Version[] => {
-    const out = new Map<string, string>();
-    const i = props.info;
-    if (i?.active_version) out.set(i.active_version, i.active_model === BUNDLED ? "bundled model" : "active model");
-    if (i?.latest_fl_model && !out.has(i.latest_fl_model)) out.set(i.latest_fl_model, `newest FL model (round ${i.last_round ?? "?"})`);
-    for (const r of [...props.rounds].reverse()) {
-      if (r.model_version && !out.has(r.model_version)) out.set(r.model_version, `round ${r.run_round ?? r.round_number} of this run`);
-    }
-    return [...out].map(([version, origin]) => ({ version, origin }));
+  // Every model the hub holds; a federated one made by the shown run says which round.
+  const [stored, setStored] = createSignal<StoredModel[]>([]);
+  const listing = poll(async () => setStored(await api<StoredModel[]>("/settings/models")), 30_000);
+  const origin = (m: StoredModel) => {
+    const round = props.rounds.find((r) => r.model_version === m.version);
+    if (round) return `federated, round ${round.run_round ?? round.round_number} of this run`;
+    return m.origin === "bundled" ? "bundled with the hub" : m.origin;
   };
+  const versions = (): Version[] =>
+    stored().map((m) => ({ name: m.name, version: m.version, origin: origin(m), storedAt: m.stored_at }));
   const isActive = (v: string) => props.info?.active_version === v;
 
   async function act(f: () => Promise<string | void>) {
@@ -392,7 +391,7 @@ function Models(props: { info: ModelInfo | null; rounds: FlRound[]; error: unkno
   return (
     <>
       <h2>Models</h2>
-      <ErrorLine error={props.error} />
+      <ErrorLine error={props.error ?? listing.error()} />
       <Show when={props.info}>
         {(i) => (
           <p>
@@ -416,6 +415,7 @@ function Models(props: { info: ModelInfo | null; rounds: FlRound[]; error: unkno
         <Table label="Model versions" rows={versions()} cols={[
           ["Version", (v) => <code>{v.version}</code>],
           ["Origin", (v) => v.origin],
+          ["Stored", (v) => (v.storedAt ? when(v.storedAt) : "—")],
           ["State", (v) => (isActive(v.version) ? <Badge kind="online">active</Badge> : <span class="muted">stored</span>)],
           ["Actions", (v) => (
             <div class="row">
@@ -423,7 +423,7 @@ function Models(props: { info: ModelInfo | null; rounds: FlRound[]; error: unkno
                 Download {file()} of {v.version}
               </button>
               <Show when={can("admin") && !isActive(v.version)}>
-                <button onClick={() => void activate(v.version, `model ${v.version}`)}>Activate {v.version}</button>
+                <button onClick={() => { void activate(v.name, `model ${v.version}`).then(listing.reload); }}>Activate {v.version}</button>
               </Show>
             </div>
           )],

@@ -3,7 +3,7 @@
 import { createSignal, For, onCleanup, onMount, Show } from "solid-js";
 import { createStore } from "solid-js/store";
 import { api, can, Page, qs, subscribe } from "../api";
-import { Badge, ErrorLine, Field, poll, when } from "../ui";
+import { Badge, ErrorLine, Field, Pager, poll, when } from "../ui";
 
 interface Device { id: string; name: string }
 interface Rule {
@@ -301,11 +301,7 @@ export default function Prevention() {
           </tbody>
         </table>
       </div>
-      <div class="pager">
-        <button class="secondary" disabled={page() <= 1} onClick={() => goPage(page() - 1)}>Previous page</button>
-        <span>Page {page()} of {Math.max(1, Math.ceil((logs()?.total ?? 0) / LOG_PAGE))} ({logs()?.total ?? 0} entries)</span>
-        <button class="secondary" disabled={page() >= Math.ceil((logs()?.total ?? 0) / LOG_PAGE)} onClick={() => goPage(page() + 1)}>Next page</button>
-      </div>
+      <Pager page={page()} total={logs()?.total ?? 0} size={LOG_PAGE} noun="entries" onPage={goPage} />
     </section>
   );
 }
