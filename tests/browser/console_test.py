@@ -250,6 +250,10 @@ def fl_from_console(page: Page, watch: Watch, shots: Path, api: Api, base: str):
     assert finished[0]["status"] == "completed", finished[0]
     rounds = page.get_by_role("region", name="Rounds")
     expect(rounds.get_by_text("completed").first).to_be_visible(timeout=20_000)
+    # The round's model is among the models the hub holds, ready to activate.
+    models = page.get_by_role("region", name="Model versions")
+    expect(models.get_by_text(finished[0]["model_version"], exact=True)).to_be_visible(timeout=20_000)
+    expect(models.get_by_role("button", name=f"Activate {finished[0]['model_version']}")).to_be_visible()
     page.screenshot(path=str(shots / "fl-round.png"), full_page=True)
     watch.check("federated learning")
 

@@ -366,6 +366,8 @@ function Models(props: { info: ModelInfo | null; rounds: FlRound[]; error: unkno
   // Every model the hub holds; a federated one made by the shown run says which round.
   const [stored, setStored] = createSignal<StoredModel[]>([]);
   const listing = poll(async () => setStored(await api<StoredModel[]>("/settings/models")), 30_000);
+  // A round that ends stores a model: list it at once.
+  createEffect(on(() => [props.rounds.length, props.info?.latest_fl_model], () => listing.reload(), { defer: true }));
   const origin = (m: StoredModel) => {
     const round = props.rounds.find((r) => r.model_version === m.version);
     if (round) return `federated, round ${round.run_round ?? round.round_number} of this run`;
