@@ -10,6 +10,12 @@ interface Resolved extends Alert {
   label_sent: boolean;
 }
 
+/** What became of an alert: the hub records "none" for an alert nobody has acted on yet. */
+function stateOf(a: Alert): string {
+  if (a.action_taken && a.action_taken !== "none") return a.action_taken.replace(/_/g, " ");
+  return a.is_acknowledged ? "acknowledged" : "open";
+}
+
 export default function Alerts() {
   const [severity, setSeverity] = createSignal("");
   const [state, setState] = createSignal("false");
@@ -128,7 +134,7 @@ export default function Alerts() {
                   <td>{a.alert_type.replace(/_/g, " ")}</td>
                   <td style={{ "white-space": "normal" }}>{a.message}</td>
                   <td><a href={`#/devices/${a.device_id}`}>device</a></td>
-                  <td>{a.action_taken ? a.action_taken.replace(/_/g, " ") : a.is_acknowledged ? "acknowledged" : "open"}</td>
+                  <td>{stateOf(a)}</td>
                   <Show when={can("operator")}>
                     <td class="row">
                       <Show when={!a.is_acknowledged}>
